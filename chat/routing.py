@@ -1,0 +1,1 @@
+websocket_urlpatterns: list = []  # filled by the chat app (issue: chat rooms)

@@ -1,0 +1,5 @@
+from django.shortcuts import render
+
+
+def room_list(request):
+    return render(request, "chat/rooms.html", {"rooms": []})

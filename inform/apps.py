@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class InformConfig(AppConfig):
+    name = "inform"
+    verbose_name = "Notifications"

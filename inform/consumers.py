@@ -1,0 +1,144 @@
+"""/ws/inform/: one socket per browser tab. Thin: authenticate, join the hub, decode a
+frame, call a service, forward what the hub delivers."""
+
+import logging
+import time
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from . import frames, push, selectors, services
+from .hub import get_hub
+
+log = logging.getLogger(__name__)
+
+SYNC_BATCH = 200
+# A client that earns this many errors in a row without one good frame is closed.
+ABUSE_LIMIT = 50
+CLOSE_ABUSE = 4408
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class GuardedConsumer(AsyncWebsocketConsumer):
+    """Rate limit, size limit and error frames shared by /ws/inform/ and /ws/chat/."""
+
+    # No layer channel per socket: the process hub receives for every socket.
+    channel_layer_alias = None
+
+    async def websocket_connect(self, message):
+        self.bucket = TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST)
+        self.strikes = 0
+        await super().websocket_connect(message)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if not self.bucket.take():
+            return await self.reject("rate_limited", "too many frames; slow down")
+        if text_data is not None and len(text_data) > settings.WS_MAX_FRAME_CHARS:
+            return await self.reject("too_large", f"frames are at most {settings.WS_MAX_FRAME_CHARS} characters")
+        try:
+            frame = frames.parse_client_frame(text_data, self.client_schema)
+        except frames.BadFrame as exc:
+            return await self.reject("bad_request", str(exc))
+        self.strikes = 0
+        await self.handle_frame(frame)
+
+    async def reject(self, code: str, detail: str) -> None:
+        self.strikes += 1
+        if self.strikes > ABUSE_LIMIT:
+            await self.close(code=CLOSE_ABUSE)
+            return
+        await self.send_frame(frames.error_frame(code, detail))
+
+    async def send_frame(self, frame: dict) -> None:
+        await self.send(text_data=frames.dumps(frame))
+
+    async def deliver(self, message: dict, frame: dict) -> None:
+        """Called by the hub with a pre-built ASGI message."""
+        await self.base_send(message)
+
+
+class InformConsumer(GuardedConsumer):
+    client_schema = frames.CLIENT_FRAME
+
+    async def connect(self):
+        self.user = self.scope["user"]
+        self.is_signed_in = self.user.is_authenticated
+        self.hub_groups = [push.SITE_GROUP]
+        self.joined = False
+        self.cursor = 0  # highest id this socket has been sent (or was current at connect)
+        if self.is_signed_in:
+            self.hub_groups.append(push.user_group(self.user.pk))
+        try:
+            await get_hub().join(self, self.hub_groups)
+        except Exception as exc:
+            log.warning("inform socket could not join its groups: %s", exc)
+            await self.accept()
+            await self.send_frame(frames.error_frame("unavailable", "live updates are unavailable; retry soon"))
+            await self.close(code=1011)
+            return
+        self.joined = True
+        if self.is_signed_in:
+            self.cursor = await database_sync_to_async(selectors.latest_notification_id)()
+        await self.accept()
+
+    async def disconnect(self, code):
+        if self.joined:
+            await get_hub().leave(self, self.hub_groups)
+
+    async def deliver(self, message: dict, frame: dict) -> None:
+        if frame.get("type") == "inform" and frame["id"] > self.cursor:
+            self.cursor = frame["id"]
+        await self.base_send(message)
+
+    async def handle_frame(self, frame: dict) -> None:
+        if not self.is_signed_in:
+            return await self.send_frame(
+                frames.error_frame("unauthenticated", "sign in to sync or read notifications")
+            )
+        kind = frame["type"]
+        if kind == "sync":
+            await self.send_stream_after(frame["after"])
+        elif kind == "read":
+            try:
+                await database_sync_to_async(services.notifications_mark_read)(self.user, frame["ids"])
+            except services.InformError as exc:
+                await self.send_frame(frames.error_frame("not_found", str(exc)))
+        elif kind == "read_all":
+            await database_sync_to_async(services.notifications_mark_all_read)(self.user)
+
+    async def send_stream_after(self, after: int) -> None:
+        """Every stored notification with id > after, oldest first, then the unread count."""
+        while True:
+            batch, unread = await database_sync_to_async(self._read_batch)(after)
+            for n in batch:
+                await self.send_frame(frames.inform_frame(n))
+                after = n.id
+            self.cursor = max(self.cursor, after)
+            if len(batch) < SYNC_BATCH:
+                break
+        await self.send_frame(frames.unread_frame(unread))
+
+    def _read_batch(self, after: int):
+        self.user.refresh_from_db(fields=["site_read_upto"])
+        return selectors.notifications_after(self.user, after, SYNC_BATCH), selectors.unread_count(self.user)
+
+    async def catch_up(self) -> None:
+        """The hub lost pushes while the layer was down: send what this socket missed."""
+        if self.is_signed_in:
+            await self.send_stream_after(self.cursor)

@@ -1,0 +1,49 @@
+"""Reads of the inform stream. A user's stream: their own notifications and the site
+updates published after they joined, ordered by id."""
+
+from django.db.models import Exists, Max, OuterRef, Q, QuerySet
+
+from .models import Notification, SiteUpdateRead
+
+
+def latest_notification_id() -> int:
+    return Notification.objects.aggregate(m=Max("id"))["m"] or 0
+
+
+def stream(user) -> QuerySet[Notification]:
+    return Notification.objects.filter(
+        Q(recipient=user) | Q(recipient__isnull=True, id__gt=user.site_since)
+    )
+
+
+def stream_with_read_state(user) -> QuerySet[Notification]:
+    """The stream with `site_receipt` annotated; use is_read(user, n) on each row."""
+    receipts = SiteUpdateRead.objects.filter(user=user, notification=OuterRef("pk"))
+    return stream(user).select_related("actor").annotate(site_receipt=Exists(receipts))
+
+
+def is_read(user, n: Notification) -> bool:
+    if n.recipient_id is not None:
+        return n.read_at is not None
+    return n.id <= user.site_read_upto or getattr(n, "site_receipt", False)
+
+
+def unread_count(user) -> int:
+    """One query, served by the partial indexes inform_unread and inform_site_updates."""
+    receipts = SiteUpdateRead.objects.filter(user=user, notification=OuterRef("pk"))
+    return Notification.objects.filter(
+        Q(recipient=user, read_at__isnull=True)
+        | (
+            Q(recipient__isnull=True, id__gt=max(user.site_since, user.site_read_upto))
+            & ~Exists(receipts)
+        )
+    ).count()
+
+
+def notifications_after(user, after: int, limit: int) -> list[Notification]:
+    """The user's notifications with id > after, oldest first, at most limit."""
+    return list(stream(user).select_related("actor").filter(id__gt=after).order_by("id")[:limit])
+
+
+def latest_stream_id(user) -> int:
+    return stream(user).aggregate(m=Max("id"))["m"] or 0

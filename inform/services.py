@@ -1,0 +1,86 @@
+"""Writes of the inform app. send_inform() is the one helper everything else calls."""
+
+from collections.abc import Iterable
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from . import push
+from .models import Notification, SiteUpdateRead, Verb
+from .selectors import latest_notification_id, stream, unread_count
+
+User = get_user_model()
+
+
+class InformError(ValueError):
+    """Bad arguments or ids that are not the user's: nothing was changed."""
+
+
+def send_inform(
+    *,
+    verb: str,
+    text: str,
+    to: "User | Iterable[User] | None" = None,
+    everyone: bool = False,
+    url: str = "",
+    actor: "User | None" = None,
+) -> list[Notification]:
+    """Store notifications and push them once the surrounding transaction commits.
+
+    `to`: one user or several, each gets a personal notification. `everyone=True`: one
+    site update, stored once, in every user's stream and pushed to every open socket.
+    Callable from sync code anywhere; async code uses asend_inform.
+    """
+    if verb not in Verb.values:
+        raise InformError(f"unknown verb {verb!r}; known: {', '.join(Verb.values)}")
+    if everyone == (to is not None):
+        raise InformError("give either to=… or everyone=True")
+    text = text.strip()
+    if not text:
+        raise InformError("text must not be empty")
+    with transaction.atomic():
+        if everyone:
+            n = Notification.objects.create(verb=verb, text=text[:500], url=url, actor=actor)
+            push.notify_site_update(n)
+            return [n]
+        recipients = [to] if isinstance(to, User) else list(to)
+        created = [
+            Notification.objects.create(recipient=r, verb=verb, text=text[:500], url=url, actor=actor)
+            for r in recipients
+            if actor is None or r.pk != actor.pk  # nobody is told about their own actions
+        ]
+        push.notify_informs(created)
+        return created
+
+
+asend_inform = sync_to_async(send_inform)
+
+
+def notifications_mark_read(user, ids: list[int]) -> int:
+    """Mark these ids of the user's stream read; all or nothing. Returns the unread count."""
+    ids = sorted(set(ids))
+    with transaction.atomic():
+        found = dict(stream(user).filter(id__in=ids).values_list("id", "recipient_id"))
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise InformError(f"not your notifications: {missing[:10]}")
+        personal = [i for i, r in found.items() if r is not None]
+        site = [i for i, r in found.items() if r is None and i > user.site_read_upto]
+        Notification.objects.filter(id__in=personal, read_at__isnull=True).update(read_at=timezone.now())
+        SiteUpdateRead.objects.bulk_create(
+            [SiteUpdateRead(user=user, notification_id=i) for i in site], ignore_conflicts=True
+        )
+        push.notify_unread(user)
+        return unread_count(user)
+
+
+def notifications_mark_all_read(user) -> int:
+    with transaction.atomic():
+        Notification.objects.filter(recipient=user, read_at__isnull=True).update(read_at=timezone.now())
+        user.site_read_upto = latest_notification_id()
+        type(user).objects.filter(pk=user.pk).update(site_read_upto=user.site_read_upto)
+        SiteUpdateRead.objects.filter(user=user).delete()
+        push.notify_unread(user)
+        return unread_count(user)

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.notification_list, name="inform_list"),
+    path("read/", views.mark_read_form, name="inform_mark_read"),
+    path("api/notifications/", views.api_notifications, name="inform_api_notifications"),
+    path("api/unread/", views.api_unread, name="inform_api_unread"),
+    path("api/read/", views.api_read, name="inform_api_read"),
+]

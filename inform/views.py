@@ -1,0 +1,90 @@
+import json
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from . import frames, selectors, services
+
+MAX_LIMIT = 200
+
+
+def api_login_required(view):
+    """JSON 401 for anonymous API calls, never a login page."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return JsonResponse({"error": "unauthenticated", "detail": "sign in first"}, status=401)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _bad_request(detail: str, status: int = 400) -> JsonResponse:
+    return JsonResponse({"error": "bad_request" if status == 400 else "not_found", "detail": detail}, status=status)
+
+
+@login_required
+def notification_list(request):
+    user = request.user
+    page = Paginator(selectors.stream_with_read_state(user).order_by("-id"), 20).get_page(request.GET.get("page"))
+    for n in page:
+        n.is_read = selectors.is_read(user, n)
+    return render(request, "inform/list.html", {"page": page})
+
+
+@login_required
+@require_POST
+def mark_read_form(request):
+    """The no-JavaScript path of the list page's buttons."""
+    if request.POST.get("all"):
+        services.notifications_mark_all_read(request.user)
+    else:
+        try:
+            services.notifications_mark_read(request.user, [int(i) for i in request.POST.getlist("id")])
+        except (ValueError, services.InformError):
+            pass
+    return redirect(request.POST.get("next") or "inform_list")
+
+
+@require_GET
+@api_login_required
+def api_notifications(request):
+    try:
+        after = int(request.GET.get("after", 0))
+        limit = int(request.GET.get("limit", 50))
+    except ValueError:
+        return _bad_request("after and limit must be integers")
+    if after < 0 or not 1 <= limit <= MAX_LIMIT:
+        return _bad_request(f"after must be >= 0 and limit between 1 and {MAX_LIMIT}")
+    items = selectors.notifications_after(request.user, after, limit)
+    return JsonResponse({"notifications": [frames.inform_frame(n) for n in items]})
+
+
+@require_GET
+@api_login_required
+def api_unread(request):
+    return JsonResponse({"unread": selectors.unread_count(request.user)})
+
+
+@require_POST
+@api_login_required
+def api_read(request):
+    try:
+        body = json.loads(request.body or b"null")
+    except ValueError:
+        return _bad_request("body is not valid JSON")
+    if isinstance(body, dict) and body.get("all") is True:
+        return JsonResponse({"unread": services.notifications_mark_all_read(request.user)})
+    try:
+        frame = frames.parse_client_frame(json.dumps({"type": "read", "ids": (body or {}).get("ids")}))
+    except (frames.BadFrame, AttributeError) as exc:
+        return _bad_request(f'send {{"ids": [..]}} or {{"all": true}} ({exc})')
+    try:
+        return JsonResponse({"unread": services.notifications_mark_read(request.user, frame["ids"])})
+    except services.InformError as exc:
+        return _bad_request(str(exc), status=404)

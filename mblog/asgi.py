@@ -1,0 +1,28 @@
+import logging
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mblog.settings")
+django_asgi_app = get_asgi_application()  # sets Django up before the consumers import models
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from chat.routing import websocket_urlpatterns as chat_ws  # noqa: E402
+from inform.routing import websocket_urlpatterns as inform_ws  # noqa: E402
+
+if not settings.REDIS_URL:
+    logging.getLogger("mblog").warning(
+        "REDIS_URL is not set: in-process channel layer, this serves ONE server process only. "
+        "Set REDIS_URL=redis://… to run several daphne processes."
+    )
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(inform_ws + chat_ws))),
+    }
+)

@@ -1,0 +1,71 @@
+"""Writes of the blog. Announcements (notifications, feed events) are made by the
+signal receivers in signals.py, which call the announce_* functions here."""
+
+import re
+
+from django.db import transaction
+
+from inform import push
+from inform.models import Verb
+from inform.services import send_inform
+
+from .models import Follow, Post, Reply, User
+
+MENTION = re.compile(r"(?<![\w@])@([\w.+-]{1,150})")
+
+
+def post_create(*, author: User, title: str, body: str) -> Post:
+    return Post.objects.create(author=author, title=title.strip(), body=body.strip())
+
+
+def reply_create(*, author: User, post: Post, body: str, parent: Reply | None = None) -> Reply:
+    if parent is not None and parent.post_id != post.pk:
+        raise ValueError("the parent reply belongs to another post")
+    return Reply.objects.create(author=author, post=post, parent=parent, body=body.strip())
+
+
+def follow_toggle(*, follower: User, followed: User) -> bool:
+    """Follow or unfollow; returns whether follower now follows followed."""
+    if follower.pk == followed.pk:
+        raise ValueError("you cannot follow yourself")
+    with transaction.atomic():
+        deleted, _ = Follow.objects.filter(follower=follower, followed=followed).delete()
+        if deleted:
+            return False
+        Follow.objects.create(follower=follower, followed=followed)
+        return True
+
+
+def mentioned_users(text: str) -> list[User]:
+    names = {m.group(1).rstrip(".") for m in MENTION.finditer(text)}
+    return list(User.objects.filter(username__in=names)) if names else []
+
+
+def announce_follow(follow: Follow) -> None:
+    actor = follow.follower
+    send_inform(
+        to=follow.followed, verb=Verb.FOLLOW, actor=actor, text=f"{actor.username} followed you", url=actor.get_absolute_url()
+    )
+
+
+def announce_post(post: Post) -> None:
+    author = post.author
+    push.notify_feed(event="post", actor=author.username, text=post.title, url=post.get_absolute_url(), created=post.created)
+    _announce_mentions(author, post.body, post.get_absolute_url(), exclude=set())
+
+
+def announce_reply(reply: Reply) -> None:
+    author, url = reply.author, reply.get_absolute_url()
+    target = reply.parent.author if reply.parent_id else reply.post.author
+    if target.pk != author.pk:
+        send_inform(to=target, verb=Verb.REPLY, actor=author, text=f"{author.username} replied: {reply.body[:120]}", url=url)
+    push.notify_feed(
+        event="reply", actor=author.username, text=f"on “{reply.post.title}”: {reply.body[:120]}", url=url, created=reply.created
+    )
+    _announce_mentions(author, reply.body, url, exclude={target.pk})
+
+
+def _announce_mentions(author: User, text: str, url: str, *, exclude: set[int]) -> None:
+    users = [u for u in mentioned_users(text) if u.pk not in exclude and u.pk != author.pk]
+    if users:
+        send_inform(to=users, verb=Verb.MENTION, actor=author, text=f"{author.username} mentioned you: {text[:120]}", url=url)

@@ -1,0 +1,154 @@
+"""Settings come from the environment (see .env.example); production differs only by env.
+
+Nothing set: SQLite file + in-process channel layer (one server process only).
+DATABASE_URL=postgres://…  and  REDIS_URL=redis://…  for production.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Production refuses to start without it "
+            "(set DJANGO_DEBUG=1 for a development server with a throwaway key)."
+        )
+    SECRET_KEY = "insecure-development-key-not-for-production"
+
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "mblog",
+    "inform",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mblog.urls"
+ASGI_APPLICATION = "mblog.asgi.application"
+AUTH_USER_MODEL = "mblog.User"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "inform.context_processors.badge",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=0)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The channel layer. Pub/sub was chosen on measurement (README, docs/performance.md):
+# one PUBLISH per group_send and no per-channel capacity to overflow. Every daphne
+# process holds one layer channel (inform.hub), so subscriptions grow with
+# processes and distinct signed-in users, not with sockets.
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        # redis-py 8 defaults to 100; the pub/sub layer serialises its
+                        # commands per shard, so a small pool is plenty; chosen, not inherited.
+                        "max_connections": env.int("REDIS_MAX_CONNECTIONS", default=50),
+                        "socket_connect_timeout": 2,
+                        "socket_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=5.0),
+                        "health_check_interval": 10,
+                    }
+                ],
+                "prefix": env.str("CHANNEL_LAYER_PREFIX", default="mblog"),
+            },
+        }
+    }
+else:
+    # The hub channel carries all of a process's traffic: give it room for bursts.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10000}}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "/media/"
+MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", default=BASE_DIR / "media")
+WHITENOISE_USE_FINDERS = True  # nginx serves /static/ in production; this keeps the embedded run simple
+
+# Behind nginx (deploy/): trust its X-Forwarded-Proto for https detection.
+if env.bool("DJANGO_BEHIND_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+# WebSocket guard rails (inform.consumers, chat.consumers).
+WS_RATE_PER_SECOND = env.float("WS_RATE_PER_SECOND", default=10.0)
+WS_RATE_BURST = env.int("WS_RATE_BURST", default=20)
+WS_MAX_FRAME_CHARS = env.int("WS_MAX_FRAME_CHARS", default=8192)
+# How often each process checks that its layer subscription still delivers (seconds).
+INFORM_HUB_PROBE_INTERVAL = env.float("INFORM_HUB_PROBE_INTERVAL", default=2.0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "mblog": {"level": "INFO"},
+        "inform": {"level": "INFO"},
+        "chat": {"level": "INFO"},
+    },
+}
+CSRF_FAILURE_VIEW = "mblog.views.csrf_failure"

@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("accounts/signup/", views.signup, name="signup"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("u/<str:username>/", views.profile, name="profile"),
+    path("u/<str:username>/follow/", views.follow_toggle, name="follow_toggle"),
+    path("posts/new/", views.post_new, name="post_new"),
+    path("posts/<int:pk>/", views.post_detail, name="post_detail"),
+    path("inform/", include("inform.urls")),
+    path("chat/", include("chat.urls")),
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+]

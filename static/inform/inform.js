@@ -1,0 +1,163 @@
+// The live layer over pages that already work without JavaScript.
+// One socket per tab to /ws/inform/: badge, toasts, notification list, live feed.
+// Reconnects with exponential backoff plus jitter and asks for what it missed
+// (`sync` from the last id it has seen); ids already shown are ignored.
+(function () {
+  "use strict";
+  const signedIn = document.body.dataset.signedIn === "1";
+  const badge = document.getElementById("inform-badge");
+  const status = document.getElementById("live-status");
+  const toasts = document.getElementById("toasts");
+  const feed = document.getElementById("feed");
+  const list = document.getElementById("inform-list");
+  const STORE = "inform.lastId";
+  const MAX_TOASTS = 4;
+
+  // The page was rendered with everything up to data-inform-last; start there.
+  let lastId = Math.max(Number(sessionStorage.getItem(STORE) || 0), Number(document.body.dataset.informLast || 0));
+  let unread = badge && badge.textContent.trim() ? Number(badge.textContent) : 0;
+  const seen = new Set();
+  let socket = null;
+  let attempt = 0;
+
+  function setUnread(n) {
+    unread = Math.max(0, n);
+    if (!badge) return;
+    badge.textContent = unread ? String(unread) : "";
+    badge.hidden = unread === 0;
+  }
+
+  function setStatus(text) {
+    if (status) { status.textContent = text; status.dataset.state = text; }
+  }
+
+  function remember(id) {
+    seen.add(id);
+    if (id > lastId) { lastId = id; sessionStorage.setItem(STORE, String(id)); }
+  }
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text; // always text, never HTML
+    return e;
+  }
+
+  function toast(text, url) {
+    if (!toasts) return;
+    const t = el("a", "toast", text);
+    t.href = url || "/inform/";
+    toasts.prepend(t);
+    while (toasts.children.length > MAX_TOASTS) toasts.lastChild.remove();
+    setTimeout(() => t.remove(), 8000);
+  }
+
+  function addToList(f) {
+    if (!list || document.querySelector(`.inform-item[data-id="${f.id}"]`)) return;
+    const empty = list.querySelector(".empty");
+    if (empty) empty.remove();
+    const li = el("li", "inform-item unread");
+    li.dataset.id = f.id;
+    li.append(el("span", "verb", f.verb.replace("_", " ")), " ");
+    const a = el("a", "", f.text);
+    a.href = f.url || "#";
+    li.append(a, " ", el("time", "", "just now"));
+    // Newest first: insert above the first item with a smaller id.
+    const after = Array.from(list.children).find((c) => Number(c.dataset.id) < f.id);
+    list.insertBefore(li, after || null);
+  }
+
+  function addToFeed(f) {
+    if (!feed) return;
+    const empty = feed.querySelector(".empty");
+    if (empty) empty.remove();
+    const li = el("li", "feed-item feed-" + f.event + " fresh");
+    li.append(el("span", "event", f.event.replace("_", " ")), " ");
+    if (f.actor) {
+      const who = el("a", "actor", f.actor);
+      who.href = "/u/" + encodeURIComponent(f.actor) + "/";
+      li.append(who, " ");
+    }
+    const a = el("a", "text", f.text);
+    a.href = f.url || "#";
+    li.append(a, " ", el("time", "", "just now"));
+    feed.prepend(li);
+  }
+
+  function onInform(f) {
+    if (seen.has(f.id)) return;
+    const isNew = f.id > lastId;
+    remember(f.id);
+    addToList(f);
+    if (f.verb === "site_update" && feed) addToFeed({ event: "site_update", actor: f.actor, text: f.text, url: f.url });
+    if (typeof f.unread === "number") setUnread(f.unread);
+    else if (isNew) setUnread(unread + 1); // a sync ends with an absolute "unread" frame
+    if (isNew) toast(f.text, f.url);
+  }
+
+  function handle(frame) {
+    switch (frame.type) {
+      case "inform": onInform(frame); break;
+      case "unread": setUnread(frame.unread); break;
+      case "feed": addToFeed(frame); if (frame.event === "site_update") toast(frame.text, frame.url); break;
+      case "error": console.warn("inform:", frame.code, frame.detail); break;
+    }
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + location.host + "/ws/inform/");
+    socket.onopen = () => {
+      attempt = 0;
+      setStatus("live");
+      // A first page load starts from what the server rendered; later opens catch up.
+      if (signedIn) socket.send(JSON.stringify({ type: "sync", after: lastId }));
+    };
+    socket.onmessage = (ev) => {
+      let frame;
+      try { frame = JSON.parse(ev.data); } catch (e) { return; }
+      handle(frame);
+    };
+    socket.onclose = (ev) => {
+      setStatus("offline");
+      socket = null;
+      if (ev.code === 4401 || ev.code === 4403) return;
+      // Exponential backoff with full jitter: 0.5 s, 1 s, 2 s … capped at 30 s.
+      const ceiling = Math.min(30000, 500 * 2 ** attempt);
+      attempt += 1;
+      setTimeout(connect, Math.random() * ceiling + 250);
+    };
+  }
+
+  function send(frame) {
+    if (socket && socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify(frame)); return true; }
+    return false;
+  }
+
+  // Mark-read buttons work as plain forms; with a socket we do it live instead.
+  document.addEventListener("submit", (ev) => {
+    const form = ev.target;
+    if (form.classList.contains("mark-read-form")) {
+      const id = Number(form.querySelector("[name=id]").value);
+      if (send({ type: "read", ids: [id] })) {
+        ev.preventDefault();
+        const li = form.closest(".inform-item");
+        if (li) { li.classList.remove("unread"); li.classList.add("read"); }
+        form.remove();
+      }
+    } else if (form.id === "mark-all-form") {
+      if (send({ type: "read_all" })) {
+        ev.preventDefault();
+        document.querySelectorAll(".inform-item.unread").forEach((li) => {
+          li.classList.remove("unread"); li.classList.add("read");
+          const f = li.querySelector(".mark-read-form");
+          if (f) f.remove();
+        });
+      }
+    }
+  });
+
+  if (list) list.querySelectorAll(".inform-item").forEach((li) => remember(Number(li.dataset.id)));
+  window.mblogInform = { send: send, get lastId() { return lastId; }, get unread() { return unread; } };
+  connect();
+})();
