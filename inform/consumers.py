@@ -56,7 +56,11 @@ class GuardedConsumer(AsyncWebsocketConsumer):
         except frames.BadFrame as exc:
             return await self.reject("bad_request", str(exc))
         self.strikes = 0
-        await self.handle_frame(frame)
+        try:
+            await self.handle_frame(frame)
+        except Exception:  # a bug must not cost the client its socket
+            log.exception("frame %r failed", frame.get("type"))
+            await self.send_frame(frames.error_frame("internal", "the server could not handle that frame"))
 
     async def reject(self, code: str, detail: str) -> None:
         self.strikes += 1

@@ -80,7 +80,7 @@ def notifications_mark_all_read(user) -> int:
     with transaction.atomic():
         Notification.objects.filter(recipient=user, read_at__isnull=True).update(read_at=timezone.now())
         user.site_read_upto = latest_notification_id()
-        type(user).objects.filter(pk=user.pk).update(site_read_upto=user.site_read_upto)
+        User.objects.filter(pk=user.pk).update(site_read_upto=user.site_read_upto)
         SiteUpdateRead.objects.filter(user=user).delete()
         push.notify_unread(user)
         return unread_count(user)
