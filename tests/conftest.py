@@ -154,7 +154,7 @@ class Daphne:
         self.log.close()
 
 
-def test_database_url() -> str:
+def live_database_url() -> str:
     """The URL of the pytest test database (valid once django_db_setup has run)."""
     from django.db import connection
 
@@ -167,7 +167,7 @@ def live_url(django_db_setup, django_db_blocker):
     """A real daphne serving the test database with the Redis layer (tests: transactional_db)."""
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         pytest.skip("live server tests need PostgreSQL (run them with bin/test)")
-    server = Daphne({**os.environ, "DATABASE_URL": test_database_url()}, name="live").start()
+    server = Daphne({**os.environ, "DATABASE_URL": live_database_url()}, name="live").start()
     yield server.url
     server.stop()
 
