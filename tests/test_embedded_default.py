@@ -1,0 +1,89 @@
+"""The embedded default, as README's serve command runs it: SQLite and the in-process
+layer, no Redis or PostgreSQL. One person follows another over HTTP; the other's open
+socket hears it."""
+
+import http.cookiejar
+import json
+import os
+import re
+import signal
+import subprocess
+import urllib.parse
+import urllib.request
+
+import pytest
+import websocket
+
+from tests.conftest import ROOT, free_port, wait_for_http
+
+pytestmark = pytest.mark.slow
+
+
+class Browser:
+    """Just enough of a browser: cookies and Django's CSRF token."""
+
+    def __init__(self, base):
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def cookie(self, name):
+        return next(c.value for c in self.jar if c.name == name)
+
+    def get(self, path):
+        with self.opener.open(self.base + path, timeout=10) as r:
+            return r.read().decode()
+
+    def post(self, path, data):
+        body = urllib.parse.urlencode({"csrfmiddlewaretoken": self.cookie("csrftoken"), **data}).encode()
+        req = urllib.request.Request(self.base + path, data=body, headers={"Referer": self.base + path})
+        with self.opener.open(req, timeout=10) as r:
+            return r.read().decode()
+
+    def login(self, username, password):
+        self.get("/accounts/login/")
+        page = self.post("/accounts/login/", {"username": username, "password": password})
+        assert f">{username}</a>" in page, "login failed"
+
+
+@pytest.fixture
+def embedded_server(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY")}
+    env.update(PORT=str(port), DJANGO_DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen([str(ROOT / "bin" / "serve")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(base + "/healthz", timeout=120, proc=proc)
+        yield base, tmp_path / "serve.log"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
+        log.close()
+
+
+def test_serve_command_runs_the_site_on_sqlite_and_the_in_process_layer(embedded_server):
+    base, log_path = embedded_server
+    assert json.loads(urllib.request.urlopen(base + "/healthz").read())["status"] == "ok"
+    assert "serves ONE server process only" in log_path.read_text()
+
+    alice, bob = Browser(base), Browser(base)
+    alice.login("alice", "demo-pass-123")  # seed_demo ran
+    bob.login("bob", "demo-pass-123")
+    home = alice.get("/")
+    assert "Two pointers, explained with pictures" in home
+    badge = re.search(r'id="inform-badge"[^>]*>(\d*)<', home).group(1)
+
+    ws = websocket.create_connection(
+        base.replace("http", "ws") + "/ws/inform/", cookie=f"sessionid={alice.cookie('sessionid')}", origin=base
+    )
+    ws.settimeout(10)
+    # bob follows alice already (seed_demo); toggle off and on again.
+    bob.post("/u/alice/follow/", {})
+    bob.post("/u/alice/follow/", {})
+    frame = json.loads(ws.recv())
+    assert (frame["type"], frame["verb"], frame["actor"]) == ("inform", "follow", "bob")
+    assert frame["unread"] == int(badge or 0) + 1
+    ws.close()
