@@ -19,6 +19,7 @@
   const seen = new Set();
   let socket = null;
   let attempt = 0;
+  let retryTimer = null;
 
   function setUnread(n) {
     unread = Math.max(0, n);
@@ -125,7 +126,7 @@
       // Exponential backoff with full jitter: 0.5 s, 1 s, 2 s … capped at 30 s.
       const ceiling = Math.min(30000, 500 * 2 ** attempt);
       attempt += 1;
-      setTimeout(connect, Math.random() * ceiling + 250);
+      retryTimer = setTimeout(connect, Math.random() * ceiling + 250);
     };
   }
 
@@ -156,6 +157,14 @@
       }
     }
   });
+
+  // Back from a sleeping laptop or a dropped network: don't wait for the backoff timer.
+  function wake() {
+    if (!socket) { clearTimeout(retryTimer); attempt = 0; connect(); }
+    else if (signedIn) send({ type: "sync", after: lastId });
+  }
+  window.addEventListener("online", wake);
+  document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") wake(); });
 
   if (list) list.querySelectorAll(".inform-item").forEach((li) => remember(Number(li.dataset.id)));
   window.mblogInform = { send: send, get lastId() { return lastId; }, get unread() { return unread; } };
