@@ -10,8 +10,10 @@ Layer messages carry a "kind" and, for groups, the group name, because each serv
 process receives them on one channel (inform.hub) and fans them out itself.
 """
 
+import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable
 
 from asgiref.sync import async_to_sync
@@ -107,8 +109,15 @@ def _after_commit(push: Callable[[], None]) -> None:
 
 
 def _group_send(group: str, body: dict) -> None:
+    send = async_to_sync(_agroup_send)
     try:
-        async_to_sync(_agroup_send)(group, body)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            send(group, body)
+        else:  # sync code running inside an event loop's thread (IPython shell, Playwright)
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pool.submit(send, group, body).result()
     except Exception as exc:  # the row is stored; clients catch up with sync
         _log_failure(group, exc)
 
