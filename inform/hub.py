@@ -142,9 +142,12 @@ class Hub:
     async def _probe_loop(self) -> None:
         interval = settings.INFORM_HUB_PROBE_INTERVAL
         rejoin_every = max(1, int(REJOIN_SECONDS / interval))
+        # A busy process may take a while to reach the probe in its queue; a late probe is
+        # not a lost one, so wait generously (a dead Redis fails the publish at once).
+        timeout = max(5.0, 2 * interval)
         for n in itertools.count(1):
             await asyncio.sleep(interval)
-            if await self._probe(timeout=interval):
+            if await self._probe(timeout=timeout):
                 if not self.healthy:
                     await self._heal()
                 elif n % rejoin_every == 0:
@@ -167,7 +170,7 @@ class Hub:
         if not await self._rejoin():
             return
         # Groups are live again; now close the gap from the database.
-        if not await self._probe(timeout=settings.INFORM_HUB_PROBE_INTERVAL):
+        if not await self._probe(timeout=max(5.0, 2 * settings.INFORM_HUB_PROBE_INTERVAL)):
             return
         self.healthy = True
         log.warning("channel layer is back; %d sockets catch up from the database", self._socket_count())
