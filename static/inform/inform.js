@@ -166,6 +166,11 @@
   window.addEventListener("online", wake);
   document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") wake(); });
 
+  // A server that crashed between commit and push never sends that push: an occasional
+  // sync while the page is visible makes such a notification arrive anyway.
+  setInterval(() => { if (document.visibilityState === "visible" && signedIn) send({ type: "sync", after: lastId }); },
+              120000 + Math.random() * 60000);
+
   if (list) list.querySelectorAll(".inform-item").forEach((li) => remember(Number(li.dataset.id)));
   window.mblogInform = { send: send, get lastId() { return lastId; }, get unread() { return unread; } };
   connect();
