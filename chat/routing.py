@@ -1,1 +1,5 @@
-websocket_urlpatterns: list = []  # filled by the chat app (issue: chat rooms)
+from django.urls import path
+
+from .consumers import ChatConsumer
+
+websocket_urlpatterns = [path("ws/chat/<str:room>/", ChatConsumer.as_asgi())]

@@ -1,5 +1,85 @@
-from django.shortcuts import render
+from django.contrib import messages as flash
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from . import frames, selectors, services
+from .models import Message
+
+MAX_LIMIT = 200
 
 
 def room_list(request):
-    return render(request, "chat/rooms.html", {"rooms": []})
+    error, name = None, ""
+    if request.method == "POST":
+        if not request.user.is_authenticated:
+            return redirect(f"/accounts/login/?next={request.path}")
+        name = request.POST.get("name", "")
+        try:
+            room = services.room_create(name=name, by=request.user)
+        except services.ChatError as exc:
+            error = str(exc)
+        else:
+            return redirect(room)
+    return render(
+        request, "chat/rooms.html", {"rooms": selectors.rooms_for_list(), "error": error, "name": name},
+        status=400 if error else 200,
+    )
+
+
+def _room_name_or_404(name: str) -> str:
+    try:
+        return services.clean_room_name(name)
+    except services.ChatError:
+        raise Http404("no such room") from None
+
+
+def room_detail(request, room):
+    name = _room_name_or_404(room)
+    if name != room:
+        return redirect("chat_room", name)
+    if not request.user.is_authenticated:  # the page asks them to sign in
+        return render(request, "chat/room.html", {"name": name, "room": None})
+    chat_room = services.room_create(name=name, by=request.user)
+    if request.method == "POST":  # the no-JavaScript way to talk
+        try:
+            services.chat_message_post(room=chat_room, author=request.user, text=request.POST.get("text", ""))
+        except services.ChatError as exc:
+            flash.error(request, str(exc))
+        return redirect(chat_room)
+    before = request.GET.get("before")
+    shown, more = selectors.messages_before(chat_room, int(before) if before and before.isdigit() else None)
+    return render(
+        request,
+        "chat/room.html",
+        {
+            "name": name,
+            "room": chat_room,
+            "shown": shown,
+            "more": more,
+            "paged": bool(before),
+            "last_id": shown[-1].id if shown else 0,
+            "present": selectors.present_usernames(chat_room),
+            "max_length": Message.MAX_LENGTH,
+        },
+    )
+
+
+@require_GET
+def room_messages(request, room):
+    """Older messages for scrolling up: ?before=<id>&limit=<n> (default 50, max 200), oldest first."""
+    if not request.user.is_authenticated:
+        return JsonResponse({"error": "unauthenticated", "detail": "sign in first"}, status=401)
+    chat_room = selectors.room_by_name(room)
+    if chat_room is None:
+        return JsonResponse({"error": "not_found", "detail": "no such room"}, status=404)
+    try:
+        before = int(request.GET["before"]) if "before" in request.GET else None
+        limit = int(request.GET.get("limit", selectors.HISTORY))
+    except ValueError:
+        return JsonResponse({"error": "bad_request", "detail": "before and limit are integers"}, status=400)
+    if not 1 <= limit <= MAX_LIMIT:
+        return JsonResponse({"error": "bad_request", "detail": f"limit is 1–{MAX_LIMIT}"}, status=400)
+    rows, more = selectors.messages_before(chat_room, before, limit)
+    return JsonResponse({"messages": [frames.message_frame(m) for m in rows], "more": more})

@@ -1,0 +1,178 @@
+"""/ws/chat/<room>/: a chat room socket. Thin: authenticate, join, call services.
+
+On join the server sends `history` then `presence`, then live frames (those that
+arrived meanwhile are held back and sent after, without repeats). Resuming after a blip: connect to
+/ws/chat/<room>/?after=<last id you have>; the `history` frame then carries only the
+messages with id > after (oldest first) instead of the last 50, so nothing is missed
+and nothing repeats. If more than CATCH_UP_MAX were missed, it carries the last 50 and
+`"reset": true` (drop what you show, load older over HTTP).
+
+Frames added to CONTRACT.md: `{"type": "message_removed", "id": 5}` (an admin deleted
+a message), `"reset"` on history, and error codes `not_found` (bad room name, then
+close 4404) and `unavailable` (no channel layer, then close 1011). Anonymous sockets
+are accepted and closed at once with code 4401, so that browsers see the code.
+
+Presence: one database row per socket, refreshed every CHAT_PRESENCE_HEARTBEAT seconds
+(see chat.models.Presence); every heartbeat also sweeps stale rows of the room, so a
+killed server process drops out of everyone's list within about a minute.
+"""
+
+import asyncio
+import logging
+import uuid
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from inform import frames as inform_frames
+from inform import push
+from inform.consumers import GuardedConsumer
+from inform.hub import get_hub
+
+from . import frames, selectors, services
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+CATCH_UP_MAX = 1000
+
+db = database_sync_to_async
+
+
+def heartbeat_seconds() -> float:
+    return float(getattr(settings, "CHAT_PRESENCE_HEARTBEAT", 15))
+
+
+class ChatConsumer(GuardedConsumer):
+    client_schema = frames.CLIENT_FRAME
+
+    async def connect(self):
+        self.is_signed_in = False
+        self.joined = False
+        self.present = False
+        self.heartbeat = None
+        self.cursor = 0  # the highest message id this socket has been sent
+        self.conn = uuid.uuid4().hex
+        self.pending: list | None = []  # live frames that arrive before the join frames are out
+        self.history_ids: set[int] = set()
+        user = self.scope["user"]
+        await self.accept()
+        if not user.is_authenticated:
+            await self.send_frame(inform_frames.error_frame("unauthenticated", "sign in to chat"))
+            return await self.close(code=CLOSE_UNAUTHENTICATED)
+        try:
+            self.room = await db(services.room_create)(name=self.scope["url_route"]["kwargs"]["room"], by=user)
+        except services.ChatError as exc:
+            await self.send_frame(inform_frames.error_frame("not_found", str(exc)))
+            return await self.close(code=CLOSE_NOT_FOUND)
+        self.user, self.is_signed_in = user, True
+        self.group = push.room_group(self.room.id)
+        try:  # subscribe first, then read the snapshot: no gap between them
+            await get_hub().join(self, [self.group])
+        except Exception as exc:
+            log.warning("chat socket could not join %s: %s", self.group, exc)
+            await self.send_frame(inform_frames.error_frame("unavailable", "chat is unavailable; retry soon"))
+            return await self.close(code=1011)
+        self.joined = True
+        await self.send_since(self._after_param())
+        users, changed = await db(services.presence_enter)(room=self.room, user=user, conn=self.conn)
+        self.present = True
+        await self.send_frame(frames.presence_frame(users))
+        await self._flush_pending()
+        if changed:
+            await self.broadcast(frames.presence_frame(users))
+        self.heartbeat = asyncio.create_task(self._beat())
+
+    async def _flush_pending(self) -> None:
+        """Live frames that came during the join: without the messages history already had,
+        and with presence read again (a queued presence frame may be older than ours)."""
+        pending, self.pending = self.pending, None
+        presence_changed = False
+        for message, frame in pending:
+            if frame.get("type") == "presence":
+                presence_changed = True
+            elif not (frame.get("type") == "message" and frame["id"] in self.history_ids):
+                await self.deliver(message, frame)
+        self.history_ids = set()
+        if presence_changed:
+            await self.send_frame(frames.presence_frame(await db(selectors.present_usernames)(self.room)))
+
+    def _after_param(self) -> int | None:
+        values = parse_qs(self.scope.get("query_string", b"").decode()).get("after")
+        try:
+            return max(0, int(values[0])) if values else None
+        except ValueError:
+            return None
+
+    async def send_since(self, after: int | None) -> None:
+        """The history frame: the last 50, or everything after `after` if that is not too much."""
+        if after is None:
+            messages, reset = await db(selectors.history)(self.room), False
+        else:
+            messages = await db(selectors.messages_after)(self.room, after, CATCH_UP_MAX + 1)
+            reset = len(messages) > CATCH_UP_MAX
+            if reset:
+                messages = await db(selectors.history)(self.room)
+        if messages:
+            self.cursor = max(self.cursor, messages[-1].id)
+        self.history_ids = {m.id for m in messages}
+        await self.send_frame(frames.history_frame(messages, reset=reset))
+
+    async def disconnect(self, code):
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+        if self.joined:
+            await get_hub().leave(self, [self.group])
+        if self.present:
+            try:
+                users, changed = await db(services.presence_leave)(room=self.room, user=self.user, conn=self.conn)
+                if changed:
+                    await self.broadcast(frames.presence_frame(users))
+            except Exception as exc:  # the row goes stale and is swept by others
+                log.warning("could not record leaving %s: %s", self.room, exc)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(heartbeat_seconds())
+            try:
+                users, changed = await db(services.presence_beat)(room=self.room, user=self.user, conn=self.conn)
+                if changed:
+                    await self.broadcast(frames.presence_frame(users))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("presence heartbeat in %s failed: %s", self.room, exc)
+
+    async def broadcast(self, frame: dict) -> None:
+        try:
+            await push.anotify_room(self.room.id, frame)
+        except Exception as exc:  # presence is a state frame: the next change heals it
+            log.warning("could not push %s to %s: %s", frame["type"], self.room, exc)
+
+    async def deliver(self, message: dict, frame: dict) -> None:
+        if self.pending is not None:
+            self.pending.append((message, frame))
+            return
+        if frame.get("type") == "message":
+            self.cursor = max(self.cursor, frame["id"])
+        await self.base_send(message)
+
+    async def catch_up(self) -> None:
+        """The layer lost pushes (Redis outage): send the messages and presence this socket missed."""
+        if not self.is_signed_in or self.pending is not None:
+            return  # still joining: the join frames come from the database anyway
+        messages = await db(selectors.messages_after)(self.room, self.cursor, CATCH_UP_MAX)
+        for m in messages:
+            await self.send_frame(frames.message_frame(m))
+            self.cursor = m.id
+        await self.send_frame(frames.presence_frame(await db(selectors.present_usernames)(self.room)))
+
+    async def handle_frame(self, frame: dict) -> None:
+        if not self.is_signed_in:
+            return
+        try:
+            await db(services.chat_message_post)(room=self.room, author=self.user, text=frame["text"])
+        except services.ChatError as exc:
+            await self.send_frame(inform_frames.error_frame("bad_request", str(exc)))

@@ -1,0 +1,168 @@
+// A chat room over /ws/chat/<room>/. The page already shows the newest messages and
+// works without JavaScript (a plain form post); this makes it live.
+// - Every message is shown with textContent, never as HTML.
+// - Messages are kept in id order and shown once (dedupe by id).
+// - Reconnects with exponential backoff plus jitter, asking for what it missed with
+//   ?after=<last id>; the server answers with exactly those messages.
+// - Scrolling to the top loads older messages over HTTP.
+(function () {
+  "use strict";
+  const root = document.getElementById("chat");
+  if (!root) return;
+  const room = root.dataset.room;
+  const log = document.getElementById("chat-log");
+  const scroller = document.getElementById("chat-scroll");
+  const form = document.getElementById("chat-form");
+  const input = document.getElementById("chat-input");
+  const presence = document.getElementById("chat-presence");
+  const errorBox = document.getElementById("chat-error");
+  const status = document.getElementById("chat-status");
+  const seen = new Set();
+  let lastId = Number(root.dataset.last || 0);
+  let socket = null;
+  let attempt = 0;
+  let loadingOlder = false;
+
+  log.querySelectorAll(".chat-msg").forEach((li) => seen.add(Number(li.dataset.id)));
+  const olderLink = document.getElementById("chat-older");
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text; // always text, never HTML
+    return e;
+  }
+
+  function setStatus(text) {
+    if (status) { status.textContent = text; status.dataset.state = text; }
+  }
+
+  function oldestId() {
+    const first = log.querySelector(".chat-msg");
+    return first ? Number(first.dataset.id) : 0;
+  }
+
+  function nearBottom() {
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+  }
+
+  function render(m) {
+    const li = el("li", "chat-msg");
+    li.dataset.id = String(m.id);
+    const when = new Date(m.created);
+    const time = el("time", "", when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+    time.dateTime = m.created;
+    time.title = when.toLocaleString();
+    li.append(el("span", "chat-user", m.user), " ", time, " ", el("span", "chat-text", m.text));
+    if (m.user === root.dataset.user) li.classList.add("mine");
+    return li;
+  }
+
+  // Insert in id order, so every reader sees the same order whatever the arrival order.
+  function add(m) {
+    if (seen.has(m.id)) return false;
+    seen.add(m.id);
+    if (m.id > lastId) lastId = m.id;
+    const stick = nearBottom() || m.user === root.dataset.user;
+    const li = render(m);
+    const items = log.children;
+    let i = items.length;
+    while (i > 0 && Number(items[i - 1].dataset.id) > m.id) i -= 1;
+    log.insertBefore(li, items[i] || null);
+    if (stick) scroller.scrollTop = scroller.scrollHeight;
+    return true;
+  }
+
+  function showError(text) {
+    errorBox.textContent = text;
+    errorBox.hidden = false;
+    clearTimeout(showError.timer);
+    showError.timer = setTimeout(() => { errorBox.hidden = true; }, 5000);
+  }
+
+  function handle(f) {
+    switch (f.type) {
+      case "history":
+        if (f.reset) { log.replaceChildren(); seen.clear(); }
+        f.messages.forEach(add);
+        scroller.scrollTop = scroller.scrollHeight;
+        break;
+      case "message": add(f); break;
+      case "message_removed": {
+        const li = log.querySelector(`.chat-msg[data-id="${Number(f.id)}"]`);
+        if (li) li.remove();
+        break;
+      }
+      case "presence":
+        presence.replaceChildren(...f.users.map((u) => el("li", "", u)));
+        break;
+      case "error": showError(f.detail || f.code); break;
+    }
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    const url = `${scheme}${location.host}/ws/chat/${encodeURIComponent(room)}/?after=${lastId}`;
+    socket = new WebSocket(url);
+    socket.onopen = () => { attempt = 0; setStatus("live"); };
+    socket.onmessage = (ev) => {
+      let frame;
+      try { frame = JSON.parse(ev.data); } catch (e) { return; }
+      handle(frame);
+    };
+    socket.onclose = (ev) => {
+      socket = null;
+      setStatus("offline");
+      if (ev.code === 4401) { showError("Sign in to chat."); return; }
+      if (ev.code === 4404) { showError("No such room."); return; }
+      // Exponential backoff with full jitter: up to 0.5 s, 1 s, 2 s … capped at 30 s.
+      const ceiling = Math.min(30000, 500 * 2 ** attempt);
+      attempt += 1;
+      setTimeout(connect, Math.random() * ceiling + 250);
+    };
+  }
+
+  form.addEventListener("submit", (ev) => {
+    if (!socket || socket.readyState !== WebSocket.OPEN) return; // the plain form post still works
+    ev.preventDefault();
+    const text = input.value.trim();
+    if (!text) return;
+    socket.send(JSON.stringify({ type: "message", text }));
+    input.value = "";
+    input.focus();
+  });
+
+  async function loadOlder() {
+    if (loadingOlder || !olderLink || olderLink.hidden) return;
+    loadingOlder = true;
+    try {
+      const before = oldestId();
+      const res = await fetch(`${root.dataset.messagesUrl}?before=${before}`, { credentials: "same-origin" });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      const page = await res.json();
+      const height = scroller.scrollHeight;
+      const top = scroller.scrollTop;
+      page.messages.slice().reverse().forEach((m) => { // newest first, each above the last
+        if (seen.has(m.id)) return;
+        seen.add(m.id);
+        log.insertBefore(render(m), log.firstChild);
+      });
+      // Keep what the reader was looking at in place.
+      scroller.scrollTop = top + (scroller.scrollHeight - height);
+      if (!page.more) olderLink.hidden = true;
+    } catch (e) {
+      showError("Could not load older messages.");
+    } finally {
+      loadingOlder = false;
+    }
+  }
+
+  if (olderLink) {
+    olderLink.addEventListener("click", (ev) => { ev.preventDefault(); loadOlder(); });
+    scroller.addEventListener("scroll", () => { if (scroller.scrollTop < 40) loadOlder(); });
+  }
+
+  window.mblogChat = { seen, get lastId() { return lastId; }, loadOlder };
+  scroller.scrollTop = scroller.scrollHeight;
+  if (root.dataset.paged !== "1") connect();
+})();
