@@ -60,6 +60,21 @@ def test_two_people_chat_live_and_markup_stays_inert(browser, live_url, login, m
         assert a.evaluate("window.pwned") is None
         assert Message.objects.count() == 4
 
+        # A network blip: alice misses three messages and gets each exactly once on reconnect.
+        alice_ctx.set_offline(True)
+        a.evaluate("window.mblogChat.socket.close()")
+        expect(a.locator("#chat-status")).to_have_text("offline")
+        for i in range(3):
+            say(b, f"while you were away {i}")
+        expect(b.locator("#chat-log .chat-msg")).to_have_count(7)
+        a.wait_for_timeout(1000)  # a reconnect attempt or two fail meanwhile
+        alice_ctx.set_offline(False)
+        expect(a.locator("#chat-status")).to_have_text("live", timeout=15000)
+        expect(a.locator("#chat-log .chat-msg")).to_have_count(7)
+        expect(a.locator("#chat-log .chat-text").nth(6)).to_have_text("while you were away 2")
+        say(a, "back")
+        expect(b.locator("#chat-log .chat-text").nth(7)).to_have_text("back")
+
         # Closing alice's tab takes her out of bob's list.
         alice_ctx.close()
         expect(b.locator("#chat-presence li")).to_have_text(["bob"])

@@ -162,7 +162,7 @@
     scroller.addEventListener("scroll", () => { if (scroller.scrollTop < 40) loadOlder(); });
   }
 
-  window.mblogChat = { seen, get lastId() { return lastId; }, loadOlder };
+  window.mblogChat = { seen, get lastId() { return lastId; }, get socket() { return socket; }, loadOlder };
   scroller.scrollTop = scroller.scrollHeight;
   if (root.dataset.paged !== "1") connect();
 })();
