@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Render deploy/templates/ with a values file: python3 deploy/render.py VALUES OUT_DIR
+
+Every {{NAME}} in a template is replaced by NAME from VALUES (KEY=VALUE lines, see
+deploy/values.example); a placeholder without a value is an error, so nothing half-filled
+reaches a server. OUT_DIR gets the same layout as deploy/templates/:
+
+  nginx/mblog.conf                 -> /etc/nginx/sites-available/mblog.conf
+  supervisor/mblog.conf            -> /etc/supervisor/conf.d/mblog.conf
+  systemd/mblog-daphne@.service    -> /etc/systemd/system/  (instead of supervisor)
+  tmpfiles.d/mblog.conf            -> /etc/tmpfiles.d/mblog.conf
+  mblog.env                        -> ENV_FILE (only once: it holds the secret key)
+  bin/mblog-manage, bin/mblog-rolling-restart -> /usr/local/bin/
+
+Computed values: DAPHNE_UPSTREAMS (nginx server lines, one per process), DAPHNE_INSTANCES
+("0 1 …"), and SECRET_KEY when left empty (a fresh random key). Standard library only.
+"""
+
+import os
+import re
+import secrets
+import stat
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from envexec import parse  # noqa: E402  (one KEY=VALUE parser for values and env files)
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+PLACEHOLDER = re.compile(r"\{\{([A-Z][A-Z0-9_]*)\}\}")
+SECRET_FILES = {"mblog.env"}
+
+
+def compute(values: dict[str, str]) -> dict[str, str]:
+    values = dict(values)
+    try:
+        processes = int(values["PROCESSES"])
+        ping, read_timeout = float(values["PING_INTERVAL"]), float(values["PROXY_READ_TIMEOUT"])
+    except (KeyError, ValueError) as exc:
+        raise SystemExit(f"render: PROCESSES, PING_INTERVAL and PROXY_READ_TIMEOUT must be numbers ({exc})")
+    if processes < 1:
+        raise SystemExit("render: PROCESSES must be at least 1")
+    if read_timeout <= ping:
+        raise SystemExit(
+            f"render: PROXY_READ_TIMEOUT ({read_timeout:g}) must be longer than PING_INTERVAL ({ping:g}), "
+            "or nginx drops idle WebSockets between daphne's pings"
+        )
+    run_dir = values.get("RUN_DIR", "").rstrip("/")
+    values["DAPHNE_UPSTREAMS"] = "\n    ".join(
+        f"server unix:{run_dir}/daphne-{i}.sock max_fails=1 fail_timeout=5s;" for i in range(processes)
+    )
+    values["DAPHNE_INSTANCES"] = " ".join(str(i) for i in range(processes))
+    if not values.get("SECRET_KEY"):
+        values["SECRET_KEY"] = secrets.token_urlsafe(50)
+    return values
+
+
+def render_text(text: str, values: dict[str, str], name: str) -> str:
+    missing = sorted({m for m in PLACEHOLDER.findall(text) if m not in values})
+    if missing:
+        raise SystemExit(f"render: {name} needs a value for: {', '.join(missing)}")
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+def render(values: dict[str, str], out_dir: Path) -> list[Path]:
+    values = compute(values)
+    written = []
+    for src in sorted(p for p in TEMPLATES.rglob("*") if p.is_file()):
+        rel = src.relative_to(TEMPLATES)
+        dst = out_dir / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text(render_text(src.read_text(), values, str(rel)))
+        mode = stat.S_IMODE(src.stat().st_mode)
+        if rel.as_posix() in SECRET_FILES:
+            mode = 0o600
+        elif rel.parts[0] == "bin":
+            mode = 0o755
+        os.chmod(dst, mode)
+        written.append(dst)
+    return written
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 3:
+        raise SystemExit(__doc__)
+    for path in render(parse(argv[1]), Path(argv[2])):
+        print(path)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

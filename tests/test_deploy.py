@@ -1,0 +1,717 @@
+"""The files in deploy/, proven: rendered with test paths and ports by deploy/render.py,
+installed the way docs/deploy.md says, and run for real — two daphne processes under
+supervisord (Debian's supervisord.conf, paths redirected), nginx in front (Debian's
+nginx.conf with the site included), TLS, PostgreSQL (a database of our own) and Redis
+(a channel-layer prefix of our own).
+
+Checked: `nginx -t` on the shipped site; HTTP→HTTPS redirect; static files served by
+nginx; /healthz through nginx and on each daphne socket; sign-in over HTTPS with CSRF;
+WebSockets through nginx reaching both daphne processes (told apart by their access
+logs, which show the real client address:port nginx forwards, not a spoofed one);
+`send_inform` from outside arrives on both; kill -9 of one daphne: supervisor restarts
+it, the client reconnects and `sync` returns what was sent while it was down; an idle
+socket outlives nginx's read timeout thanks to daphne's pings; a rolling restart with
+deploy's own script loses nothing; teardown leaves no process running.
+
+When run as root (as bin/test does), daphne and manage.py run as `nobody` and nginx's
+workers as `www-data`, so the ownerships and modes in the shipped files are exercised.
+"""
+
+import grp
+import http.client
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import websocket
+
+from tests.conftest import ARTIFACTS, ROOT, free_port
+
+pytestmark = pytest.mark.slow
+
+SERVER_NAME = "mblog.test"
+ORIGIN = f"https://{SERVER_NAME}"
+PROCESSES = 2
+PING_INTERVAL = 1  # short, so that a socket idle for PROXY_READ_TIMEOUT proves the pings keep it open
+PROXY_READ_TIMEOUT = 3
+DEMO_PASSWORD = "demo-pass-123"
+CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def run(cmd, check=True, timeout=60, **kw) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} exited {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}")
+    return result
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not running
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line mentions text (our temp dir): what must be gone at the end."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline and pid_alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+def children_of(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().split(")")[-1].split()[1]) == pid:
+                    kids.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return kids
+
+
+class Deployment:
+    """Renders deploy/ with test values, installs, starts, and undoes all of it."""
+
+    def __init__(self):
+        self.pid = os.getpid()
+        self.tmp = Path(tempfile.mkdtemp(prefix="mblog-deploy-"))
+        self.tmp.chmod(0o755)  # nginx's and daphne's users must reach their files below
+        self.teardowns: list[tuple[str, callable]] = []
+        self.timings: dict[str, float] = {}
+        self.is_root = os.geteuid() == 0
+        me = pwd.getpwuid(os.geteuid())
+        if self.is_root:
+            self.user = "nobody"
+            self.group = grp.getgrgid(pwd.getpwnam("nobody").pw_gid).gr_name
+            self.web_group = "www-data"
+        else:  # no privileges to switch users: everything runs as whoever runs the tests
+            self.user = me.pw_name
+            self.group = self.web_group = grp.getgrgid(me.pw_gid).gr_name
+        self.http_port, self.https_port = free_port(), free_port()
+        pg_url = os.environ.get("TEST_PG_URL") or os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/x"
+        if not pg_url.startswith("postgres"):
+            pytest.skip("the deployment test needs PostgreSQL (run it with bin/test)")
+        self.pg_base = pg_url.rsplit("/", 1)[0]
+        self.db_name = f"mblog_deploy_{self.pid}"
+        self.redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/7"
+        self.rendered = self.tmp / "rendered"
+        self.run_dir = self.tmp / "run"
+        self.log_dir = self.tmp / "log"
+        self.static_root = self.tmp / "static"
+        self.cert = self.tmp / "tls" / "cert.pem"
+        self.key = self.tmp / "tls" / "key.pem"
+        self.env_file = self.tmp / "etc" / "mblog.env"
+        self.supervisor_conf = self.tmp / "supervisord.conf"
+        self.nginx_conf = self.tmp / "nginx.conf"
+        self.values = {
+            "APP_DIR": str(ROOT),
+            "VENV": str(Path(sys.executable).parent.parent),
+            "USER": self.user,
+            "GROUP": self.group,
+            "WEB_GROUP": self.web_group,
+            "ENV_FILE": str(self.env_file),
+            "RUN_DIR": str(self.run_dir),
+            "LOG_DIR": str(self.log_dir),
+            "STATIC_ROOT": str(self.static_root),
+            "MEDIA_ROOT": str(self.tmp / "media"),
+            "SERVER_NAME": SERVER_NAME,
+            "HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
+            "HTTPS_LISTEN": f"127.0.0.1:{self.https_port}",
+            "TLS_CERT": str(self.cert),
+            "TLS_KEY": str(self.key),
+            "ACME_ROOT": str(self.tmp / "acme"),
+            "PROCESSES": str(PROCESSES),
+            "PING_INTERVAL": str(PING_INTERVAL),
+            "PING_TIMEOUT": "20",
+            "PROXY_READ_TIMEOUT": str(PROXY_READ_TIMEOUT),
+            "SECRET_KEY": "",  # render.py generates one
+            "DATABASE_URL": f"{self.pg_base}/{self.db_name}",
+            "REDIS_URL": self.redis_url,
+            "CHANNEL_LAYER_PREFIX": f"mblogdeploy{self.pid}",
+        }
+
+    def prepare_venv(self) -> None:
+        """The site's user must be able to run the virtualenv's interpreter. This machine's
+        dev venv may sit on an interpreter under /root (pyenv), which `nobody` cannot reach;
+        then a venv from Debian's python3 that reuses the dev venv's packages stands in
+        (same Python minor version), as docs/deploy.md has operators build theirs."""
+        self.notes = []
+        if not self.is_root:
+            return
+        venv = Path(self.values["VENV"])
+        if run(["runuser", "-u", self.user, "--", str(venv / "bin" / "python"), "-c", ""], check=False).returncode == 0:
+            return
+        if not self.try_system_python_venv(venv):
+            self.notes.append(f"{venv} is not usable by {self.user}: daphne and manage.py run as root")
+            self.user, self.group = "root", "root"
+            self.values.update(USER="root", GROUP="root")
+
+    def try_system_python_venv(self, venv: Path) -> bool:
+        return False
+
+    # --- undo --------------------------------------------------------------------------
+
+    def on_teardown(self, what: str, fn) -> None:
+        self.teardowns.append((what, fn))
+
+    def teardown(self) -> list[str]:
+        errors = []
+        for what, fn in reversed(self.teardowns):
+            try:
+                fn()
+            except Exception as exc:  # keep undoing the rest
+                errors.append(f"{what}: {exc!r}")
+        # Whatever mentions our temp dir (daphne, supervisord, nginx master) must be gone.
+        left = processes_mentioning(str(self.tmp))
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if left:
+            errors.append(f"processes still running after teardown (killed now): {left}")
+        try:
+            dest = ARTIFACTS / f"deploy-{self.pid}"
+            shutil.rmtree(dest, ignore_errors=True)
+            if self.log_dir.exists():
+                shutil.copytree(self.log_dir, dest)
+        except OSError:
+            pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return errors
+
+    # --- build ---------------------------------------------------------------------------
+
+    def render(self) -> None:
+        values_file = self.tmp / "deploy.values"
+        values_file.write_text("".join(f"{k}={v}\n" for k, v in self.values.items()))
+        run([sys.executable, str(ROOT / "deploy" / "render.py"), str(values_file), str(self.rendered)])
+
+    def chown(self, path: Path, user: str, group: str) -> None:
+        if self.is_root:
+            shutil.chown(path, user, group)
+
+    def install_files(self) -> None:
+        # tmpfiles.d: apply the shipped line(s) as systemd-tmpfiles would (d PATH MODE USER GROUP)
+        for line in (self.rendered / "tmpfiles.d" / "mblog.conf").read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                kind, path, mode, user, group, *_ = line.split()
+                assert kind == "d", line
+                Path(path).mkdir(parents=True, exist_ok=True)
+                self.chown(Path(path), user, group)
+                os.chmod(path, int(mode, 8))
+        # the env file: root-owned, readable by the site's group only (docs/deploy.md)
+        self.env_file.parent.mkdir()
+        shutil.copy(self.rendered / "mblog.env", self.env_file)
+        self.chown(self.env_file, "root" if self.is_root else self.user, self.group)
+        os.chmod(self.env_file, 0o640)
+        self.log_dir.mkdir(mode=0o750)
+        for d in (self.static_root, self.tmp / "media"):
+            d.mkdir()
+            self.chown(d, self.user, self.group)
+        (self.tmp / "acme").mkdir()
+        # a self-signed certificate for the server name (and 127.0.0.1, which the clients dial)
+        self.cert.parent.mkdir(mode=0o700)
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", f"/CN={SERVER_NAME}", "-addext", f"subjectAltName=DNS:{SERVER_NAME},IP:127.0.0.1",
+             "-keyout", str(self.key), "-out", str(self.cert)])
+
+    def create_database(self) -> None:
+        psql = ["psql", f"{self.pg_base}/postgres", "-v", "ON_ERROR_STOP=1", "-qtAc"]
+        run(psql + [f'CREATE DATABASE "{self.db_name}"'])
+        self.on_teardown("drop database", lambda: run(psql + [f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)']))
+
+    def manage(self, *args, timeout=120) -> subprocess.CompletedProcess:
+        """The shipped wrapper: as the site's user, with the installed env file."""
+        return run([str(self.rendered / "bin" / "mblog-manage"), *args], timeout=timeout, env=CLEAN_ENV)
+
+    def supervisorctl(self, *args, check=True) -> subprocess.CompletedProcess:
+        return run(["supervisorctl", "-c", str(self.supervisor_conf), *args], check=check, env=CLEAN_ENV)
+
+    def start_supervisor(self) -> None:
+        """Debian's supervisord.conf with its global paths moved into the temp dir and the
+        rendered program as the only include."""
+        stock = Path("/etc/supervisor/supervisord.conf")
+        text = stock.read_text() if stock.exists() else (
+            "[unix_http_server]\nfile=x\n[supervisord]\nlogfile=x\npidfile=x\nchildlogdir=x\n"
+            "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n"
+            "[supervisorctl]\nserverurl=x\n[include]\nfiles = x\n"
+        )
+        sock = self.tmp / "supervisor.sock"
+        replacements = {
+            "file": str(sock),
+            "logfile": str(self.log_dir / "supervisord.log"),
+            "pidfile": str(self.tmp / "supervisord.pid"),
+            "childlogdir": str(self.log_dir),
+            "serverurl": f"unix://{sock}",
+            "files": str(self.rendered / "supervisor" / "mblog.conf"),
+        }
+        for key, value in replacements.items():
+            text, n = re.subn(rf"(?m)^{key}\s*=.*$", f"{key}={value}", text)
+            assert n == 1, f"supervisord.conf: expected one {key}= line"
+        self.supervisor_conf.write_text(text)
+        run(["supervisord", "-c", str(self.supervisor_conf)], env=CLEAN_ENV)
+        self.on_teardown("supervisor", self.stop_supervisor)
+        self.supervisord_pid = int(wait_until(
+            lambda: (self.tmp / "supervisord.pid").exists() and (self.tmp / "supervisord.pid").read_text().strip(),
+            10, "supervisord's pid file"))
+        self.wait_healthy(range(PROCESSES), timeout=40)
+
+    def stop_supervisor(self) -> None:
+        pids = [p for p in self.daphne_pids().values() if p]
+        self.supervisorctl("shutdown", check=False)
+        wait_until(lambda: not pid_alive(self.supervisord_pid), 30, "supervisord to exit")
+        wait_until(lambda: not any(pid_alive(p) for p in pids), 10, "daphne processes to exit")
+
+    def daphne_pids(self) -> dict[int, int]:
+        out = {}
+        for i in range(PROCESSES):
+            r = self.supervisorctl("pid", f"mblog-daphne:mblog-daphne-{i}", check=False)
+            out[i] = int(r.stdout.strip()) if r.stdout.strip().isdigit() else 0
+        return out
+
+    def socket_path(self, i: int) -> str:
+        return str(self.run_dir / f"daphne-{i}.sock")
+
+    def wait_healthy(self, processes, timeout=30) -> None:
+        run([sys.executable, str(ROOT / "deploy" / "healthcheck.py"), "--host", SERVER_NAME, "--wait", str(timeout),
+             *(self.socket_path(i) for i in processes)], timeout=timeout * PROCESSES + 10)
+
+    def nginx_cmd(self, *args) -> list[str]:
+        return [NGINX, "-c", str(self.nginx_conf), "-p", str(self.tmp / "nginx") + "/",
+                "-e", str(self.log_dir / "nginx-main-error.log"), *args]
+
+    def write_nginx_conf(self) -> None:
+        """Debian's nginx.conf with the rendered site as the only site, and pid, logs and
+        temp paths in the temp dir."""
+        (self.tmp / "nginx").mkdir()
+        text = Path("/etc/nginx/nginx.conf").read_text()
+        local_paths = "\n".join(
+            f"\t{name}_temp_path {self.tmp / 'nginx' / name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        subs = [
+            (r"(?m)^\s*pid\s+[^;]+;", f"pid {self.tmp / 'nginx.pid'};"),
+            (r"(?m)^\s*error_log\s+[^;]+;", f"error_log {self.log_dir / 'nginx-main-error.log'};"),
+            (r"(?m)^\s*access_log\s+[^;]+;", f"\taccess_log {self.log_dir / 'nginx-main-access.log'};"),
+            (r"(?m)^\s*include\s+/etc/nginx/conf\.d/[^;]*;", ""),
+            (r"(?m)^\s*include\s+/etc/nginx/sites-enabled/[^;]*;",
+             f"{local_paths}\n\tinclude {self.rendered / 'nginx' / 'mblog.conf'};"),
+        ]
+        if not self.is_root:
+            subs.append((r"(?m)^\s*user\s+[^;]+;", ""))
+        for pattern, repl in subs:
+            text, n = re.subn(pattern, repl, text)
+            assert n >= 1, f"/etc/nginx/nginx.conf: nothing matched {pattern}"
+        self.nginx_conf.write_text(text)
+
+    def start_nginx(self) -> None:
+        self.write_nginx_conf()
+        self.nginx_test_output = run(self.nginx_cmd("-t")).stderr
+        run(self.nginx_cmd(), env=CLEAN_ENV)
+        self.on_teardown("nginx", self.stop_nginx)
+        pidfile = self.tmp / "nginx.pid"
+        self.nginx_pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "nginx pid file"))
+
+    def stop_nginx(self) -> None:
+        workers = children_of(self.nginx_pid)
+        run(self.nginx_cmd("-s", "quit"), check=False)
+        try:
+            wait_until(lambda: not pid_alive(self.nginx_pid), 10, "nginx to quit")
+        except AssertionError:
+            os.kill(self.nginx_pid, signal.SIGKILL)
+            raise
+        finally:
+            for pid in workers:
+                if pid_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+    # --- clients -------------------------------------------------------------------------
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.cert))
+
+    def https(self, method: str, path: str, body: str | None = None, headers: dict | None = None):
+        conn = http.client.HTTPSConnection("127.0.0.1", self.https_port, context=self.ssl_context(), timeout=10)
+        try:
+            conn.request(method, path, body=body, headers={"Host": SERVER_NAME, **(headers or {})})
+            response = conn.getresponse()
+            return response, response.read()
+        finally:
+            conn.close()
+
+    def login(self, username: str) -> str:
+        """Sign in through nginx like a browser: GET the form, POST it with the CSRF token."""
+        response, body = self.https("GET", "/accounts/login/")
+        assert response.status == 200, body[:300]
+        csrf_cookie = re.search(r"csrftoken=([^;]+)", response.getheader("Set-Cookie", "")).group(1)
+        token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', body).group(1).decode()
+        form = f"username={username}&password={DEMO_PASSWORD}&csrfmiddlewaretoken={token}"
+        response, body = self.https("POST", "/accounts/login/", form, {
+            "Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={csrf_cookie}",
+            "Origin": ORIGIN, "Referer": f"{ORIGIN}/accounts/login/",
+        })
+        assert response.status == 302, (response.status, body[:500])
+        cookies = response.getheader("Set-Cookie", "")
+        session = re.search(r"sessionid=([^;]+)", cookies)
+        assert session, cookies
+        assert "Secure" in cookies  # DJANGO_BEHIND_PROXY + X-Forwarded-Proto from nginx
+        return f"sessionid={session.group(1)}"
+
+    def ws_connect(self, cookie: str) -> websocket.WebSocket:
+        ws = websocket.create_connection(
+            f"wss://127.0.0.1:{self.https_port}/ws/inform/", host=SERVER_NAME, origin=ORIGIN, cookie=cookie,
+            # a client cannot choose the address daphne sees: nginx overwrites this
+            header=["X-Forwarded-For: 203.0.113.9"],
+            sslopt={"ca_certs": str(self.cert)}, timeout=10,
+        )
+        return ws
+
+    def daphne_log(self, i: int) -> str:
+        path = self.log_dir / f"daphne-{i}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def landed_on(self, ws: websocket.WebSocket) -> int:
+        """Which daphne process holds this socket: its access log names our client port."""
+        port = ws.sock.getsockname()[1]
+        needle = re.compile(rf'^127\.0\.0\.1:{port} .*"WSCONNECT /ws/inform/"', re.M)
+
+        def find():
+            hits = [i for i in range(PROCESSES) if needle.search(self.daphne_log(i))]
+            return hits or None
+
+        hits = wait_until(find, 5, f"a WSCONNECT from 127.0.0.1:{port} in a daphne access log")
+        assert len(hits) == 1, hits
+        return hits[0]
+
+    def send_inform(self, to: str, text: str) -> int:
+        result = self.manage("send_inform", "--to", to, "--verb", "mention", "--text", text, timeout=30)
+        return int(re.search(r"ids (\d+)", result.stdout).group(1))
+
+
+def recv_frame(ws, timeout: float) -> dict:
+    ws.settimeout(timeout)
+    return json.loads(ws.recv())
+
+
+def recv_inform(ws, timeout: float = 8) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = recv_frame(ws, max(0.05, deadline - time.monotonic()))
+        if frame["type"] == "inform":
+            return frame
+
+
+def closed_by_server(ws, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            recv_frame(ws, max(0.05, deadline - time.monotonic()))
+        except websocket.WebSocketTimeoutException:
+            continue
+        except (websocket.WebSocketConnectionClosedException, ConnectionError, ssl.SSLError, OSError):
+            return True
+    return False
+
+
+class ResumingClient(threading.Thread):
+    """What the browser client does: keep a socket open, reconnect on close, send
+    {"type":"sync","after":last} on every open, drop ids already shown."""
+
+    def __init__(self, site: Deployment, cookie: str, last_id: int):
+        super().__init__(daemon=True)
+        self.site, self.cookie, self.last = site, cookie, last_id
+        self.ids: list[int] = []
+        self.reconnect_seconds: list[float] = []
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self):
+        try:
+            self.loop()
+        except BaseException as exc:  # surfaced by the test
+            self.error = exc
+
+    def loop(self):
+        closed_at = None
+        while not self.stopping.is_set():
+            try:
+                ws = self.site.ws_connect(self.cookie)
+            except Exception:
+                time.sleep(0.1)
+                continue
+            if closed_at is not None:
+                self.reconnect_seconds.append(time.monotonic() - closed_at)
+            ws.send(json.dumps({"type": "sync", "after": self.last}))
+            try:
+                while not self.stopping.is_set():
+                    try:
+                        frame = recv_frame(ws, 0.3)
+                    except websocket.WebSocketTimeoutException:
+                        continue
+                    if frame["type"] == "inform" and frame["id"] > self.last:
+                        self.ids.append(frame["id"])
+                        self.last = frame["id"]
+            except Exception:
+                closed_at = time.monotonic()
+            finally:
+                ws.close()
+
+
+@pytest.fixture(scope="module")
+def site():
+    for tool in ("supervisord", "supervisorctl", "openssl", "psql"):
+        if not shutil.which(tool):
+            pytest.fail(f"{tool} is missing: bin/test installs nginx, supervisor, postgresql (apt-get)")
+    if not os.path.exists(NGINX):
+        pytest.fail("nginx is missing: bin/test installs it (apt-get install nginx)")
+    d = Deployment()
+    started = time.monotonic()
+    try:
+        d.prepare_venv()
+        d.render()
+        d.install_files()
+        d.create_database()
+        t = time.monotonic()
+        d.manage("migrate", "--noinput", "-v0")
+        d.manage("collectstatic", "--noinput", "-v0")
+        d.manage("seed_demo")
+        d.timings["migrate+collectstatic+seed"] = time.monotonic() - t
+        t = time.monotonic()
+        d.start_supervisor()
+        d.timings["supervisor: 2 daphne healthy"] = time.monotonic() - t
+        d.start_nginx()
+        d.timings["setup total"] = time.monotonic() - started
+        yield d
+    finally:
+        t = time.monotonic()
+        errors = d.teardown()
+        print(f"\ndeploy test timings: {json.dumps({k: round(v, 2) for k, v in d.timings.items()})}, "
+              f"teardown {time.monotonic() - t:.2f}s; notes: {getattr(d, 'notes', [])}")
+        if errors:
+            pytest.fail("teardown: " + "; ".join(errors))
+
+
+def test_shipped_configs_are_consistent(site):
+    assert "syntax is ok" in site.nginx_test_output and "test is successful" in site.nginx_test_output
+    nginx = (site.rendered / "nginx" / "mblog.conf").read_text()
+    supervisor = (site.rendered / "supervisor" / "mblog.conf").read_text()
+    unit = (site.rendered / "systemd" / "mblog-daphne@.service").read_text()
+    assert "{{" not in nginx + supervisor + unit
+    # systemd is the alternative to supervisor: the same daphne command line
+    command = re.search(r"(?m)^command=(.*)$", supervisor).group(1).replace("%(process_num)d", "N")
+    exec_start = re.search(r"(?m)^ExecStart=(.*)$", unit).group(1).replace("%i", "N")
+    assert command == exec_start
+    # nginx lists exactly the sockets daphne listens on
+    upstreams = re.findall(r"server unix:(\S+)", nginx)
+    assert upstreams == [site.socket_path(i) for i in range(PROCESSES)]
+    assert "--proxy-headers" in command
+    # the read timeout outlasts the ping interval (render.py refuses otherwise)
+    read_timeout = int(re.search(r"proxy_read_timeout (\d+)s;", nginx).group(1))
+    assert read_timeout > int(re.search(r"--ping-interval (\d+)", command).group(1))
+    bad = dict(site.values, PROXY_READ_TIMEOUT=str(PING_INTERVAL))
+    bad_values = site.tmp / "bad.values"
+    bad_values.write_text("".join(f"{k}={v}\n" for k, v in bad.items()))
+    r = run([sys.executable, str(ROOT / "deploy" / "render.py"), str(bad_values), str(site.tmp / "bad")], check=False)
+    assert r.returncode != 0 and "PROXY_READ_TIMEOUT" in r.stderr
+    # the sockets: nginx's group may connect, nobody else
+    for i in range(PROCESSES):
+        st = os.stat(site.socket_path(i))
+        assert oct(st.st_mode & 0o777) == oct(0o660), oct(st.st_mode)
+        assert grp.getgrgid(st.st_gid).gr_name == site.web_group
+        assert pwd.getpwuid(st.st_uid).pw_name == site.user
+
+
+def test_http_static_health_and_login_through_nginx(site):
+    # plain HTTP only redirects to HTTPS
+    conn = http.client.HTTPConnection("127.0.0.1", site.http_port, timeout=10)
+    conn.request("GET", "/inform/?page=2", headers={"Host": SERVER_NAME})
+    response = conn.getresponse()
+    assert response.status == 301
+    assert response.getheader("Location") == f"https://{SERVER_NAME}/inform/?page=2"
+    conn.close()
+
+    # static files come from STATIC_ROOT through nginx, never from daphne
+    js = site.static_root / "inform" / "inform.js"
+    assert js.exists(), "collectstatic did not fill STATIC_ROOT"
+    response, body = site.https("GET", "/static/inform/inform.js")
+    assert response.status == 200 and body == js.read_bytes()
+    assert "max-age=3600" in (response.getheader("Cache-Control") or "")
+    assert not any("/static/" in site.daphne_log(i) for i in range(PROCESSES))
+
+    # /healthz through nginx, for a load balancer
+    response, body = site.https("GET", "/healthz")
+    assert response.status == 200, body
+    assert json.loads(body)["status"] == "ok"
+    assert "max-age" in (response.getheader("Strict-Transport-Security") or "")
+
+    # a page over HTTPS, signed in; the session cookie is Secure
+    cookie = site.login("bob")
+    response, body = site.https("GET", "/inform/", headers={"Cookie": cookie})
+    assert response.status == 200 and b'id="inform-badge"' in body
+
+
+def test_websockets_on_both_daphnes_survive_a_kill_and_lose_nothing(site):
+    cookie = site.login("alice")
+
+    # sockets through nginx until one is on each daphne process
+    on = {}
+    extra = []
+    for _ in range(20):
+        ws = site.ws_connect(cookie)
+        i = site.landed_on(ws)  # also proves the real client address reached daphne
+        if i in on:
+            extra.append(ws)
+        else:
+            on[i] = ws
+        if len(on) == PROCESSES:
+            break
+    assert len(on) == PROCESSES, f"all sockets landed on daphne {list(on)}"
+    for ws in extra:
+        ws.close()
+    assert not any("203.0.113.9" in site.daphne_log(i) for i in range(PROCESSES))
+
+    # carol's socket on the process that will survive stays idle: daphne's pings must keep
+    # nginx (proxy_read_timeout) from closing it
+    victim, survivor = 0, 1
+    carol_cookie = site.login("carol")
+    for _ in range(20):
+        carol = site.ws_connect(carol_cookie)
+        if site.landed_on(carol) == survivor:
+            break
+        carol.close()
+    else:
+        pytest.fail("no carol socket landed on the surviving daphne")
+    carol_idle_since = time.monotonic()
+
+    # send_inform from outside reaches alice on both processes
+    first = site.send_inform("alice", "hello through nginx")
+    for i, ws in on.items():
+        frame = recv_inform(ws)
+        assert (frame["id"], frame["text"]) == (first, "hello through nginx"), f"daphne {i}"
+    last_seen = first
+
+    # kill -9 the victim: nginx closes its client sockets; supervisor restarts it
+    old_pids = site.daphne_pids()
+    killed_at = time.monotonic()
+    os.kill(old_pids[victim], signal.SIGKILL)
+    assert closed_by_server(on[victim]), "the socket on the killed daphne stayed open"
+    on[victim].close()
+    during = [site.send_inform("alice", f"while daphne {victim} was down #{n}") for n in range(2)]
+    # the survivor's socket got them live
+    assert [recv_inform(on[survivor])["id"] for _ in during] == during
+
+    # the client reconnects (nginx sends it to a live process) and syncs: nothing lost
+    t = time.monotonic()
+    resumed = wait_until(lambda: _try_connect(site, cookie), 10, "a reconnect through nginx")
+    reconnect = time.monotonic() - t
+    resumed.send(json.dumps({"type": "sync", "after": last_seen}))
+    got = [recv_inform(resumed)["id"] for _ in during]
+    assert got == during
+    assert recv_frame(resumed, 5)["type"] == "unread"  # a sync ends with the count
+
+    # supervisor brought the victim back: new pid, RUNNING, healthy on its own socket
+    wait_until(lambda: site.daphne_pids()[victim] not in (0, old_pids[victim]), 15, "supervisor to restart daphne")
+    site.wait_healthy([victim], timeout=20)
+    restarted_in = time.monotonic() - killed_at
+    status = site.supervisorctl("status", check=False).stdout
+    assert status.count("RUNNING") == PROCESSES, status
+    assert site.daphne_pids()[survivor] == old_pids[survivor]
+
+    # carol's socket sat idle for longer than nginx's read timeout and is still open
+    idle = time.monotonic() - carol_idle_since
+    if idle < PROXY_READ_TIMEOUT + 1:
+        time.sleep(PROXY_READ_TIMEOUT + 1 - idle)
+    carol_id = site.send_inform("carol", "still there?")
+    assert recv_inform(carol)["id"] == carol_id
+
+    # and the resumed socket is live again
+    after = site.send_inform("alice", "after the restart")
+    assert recv_inform(resumed)["id"] == after
+    assert recv_inform(on[survivor])["id"] == after
+
+    for ws in (resumed, on[survivor], carol):
+        ws.close()
+    site.timings["kill -9 -> reconnect through nginx"] = reconnect
+    site.timings["kill -9 -> restarted and healthy"] = restarted_in
+    assert reconnect < 5
+
+
+def _try_connect(site, cookie):
+    try:
+        return site.ws_connect(cookie)
+    except Exception:
+        return None
+
+
+def test_rolling_restart_with_the_shipped_script_loses_nothing(site):
+    cookie = site.login("alice")
+    start_id = site.send_inform("alice", "before the rolling restart")
+    client = ResumingClient(site, cookie, start_id)
+    client.start()
+    pids_before = site.daphne_pids()
+    sent = []
+    t = time.monotonic()
+    restart = subprocess.Popen(
+        [str(site.rendered / "bin" / "mblog-rolling-restart")],
+        env={**CLEAN_ENV, "SUPERVISORCTL": f"supervisorctl -c {site.supervisor_conf}"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        while restart.poll() is None:
+            sent.append(site.send_inform("alice", f"during the rolling restart #{len(sent)}"))
+        output = restart.stdout.read()
+        assert restart.returncode == 0, output
+        site.timings["rolling restart of 2 daphne"] = time.monotonic() - t
+        sent.append(site.send_inform("alice", "after the rolling restart"))
+        wait_until(lambda: client.ids[-1:] == sent[-1:], 15, "the client to receive everything")
+    finally:
+        client.stopping.set()
+        client.join(5)
+        if restart.poll() is None:
+            restart.kill()
+    assert client.error is None, client.error
+    assert client.ids == sent, (client.ids, sent)  # every one, in order, none twice
+    pids_after = site.daphne_pids()
+    assert all(pids_after[i] != pids_before[i] for i in range(PROCESSES)), (pids_before, pids_after)
+    assert len(client.reconnect_seconds) >= 1
+    assert max(client.reconnect_seconds) < 5, client.reconnect_seconds
+    site.timings["rolling restart: worst reconnect"] = max(client.reconnect_seconds)
