@@ -3,7 +3,8 @@
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Max, Q
+from django.db.models import Count, F, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .models import Message, Presence, Room
@@ -24,12 +25,17 @@ def room_by_name(name: str) -> Room | None:
 
 
 def rooms_for_list():
-    """Every room, busiest first, with message count, last activity and people here now."""
-    return Room.objects.annotate(
-        message_count=Count("messages", distinct=True),
-        last_message=Max("messages__created"),
-        here=Count("presences__user", filter=Q(presences__seen__gte=presence_cutoff()), distinct=True),
-    ).order_by("-here", "-last_message", "name")
+    """Every room, busiest first, with its last activity and how many people are here now."""
+    here = (
+        Presence.objects.filter(room=OuterRef("pk"), seen__gte=presence_cutoff())
+        .values("room")
+        .annotate(n=Count("user", distinct=True))
+        .values("n")
+    )
+    last = Message.objects.filter(room=OuterRef("pk")).order_by("-id").values("created")[:1]
+    return Room.objects.annotate(here=Coalesce(Subquery(here), 0), last_message=Subquery(last)).order_by(
+        "-here", F("last_message").desc(nulls_last=True), "name"
+    )
 
 
 def _messages(room: Room):

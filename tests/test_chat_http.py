@@ -100,3 +100,18 @@ def test_older_messages_api_pages_backwards(make_user):
     assert c.get("/chat/nowhere/messages/").status_code == 404
     anon = Client().get("/chat/lobby/messages/")
     assert anon.status_code == 401 and anon.json()["error"] == "unauthenticated"
+
+
+def test_room_list_puts_busy_rooms_first(make_user):
+    from django.utils import timezone
+
+    from chat.models import Presence
+
+    alice, bob = make_user("alice"), make_user("bob")
+    quiet, talky, busy = (room_create(name=n) for n in ("quiet", "talky", "busy"))
+    chat_message_post(room=talky, author=alice, text="hi")
+    for i, u in enumerate((alice, bob, bob)):
+        Presence.objects.create(room=busy, user=u, conn=f"c{i}", seen=timezone.now())
+    html = signed_in(alice).get("/chat/").content.decode()
+    assert html.index("#busy") < html.index("#talky") < html.index("#lobby") < html.index("#quiet")
+    assert "2 here now" in html and "last message" in html
