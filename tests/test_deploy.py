@@ -22,6 +22,7 @@ import http.client
 import json
 import os
 import pwd
+import queue
 import re
 import shutil
 import signal
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from pathlib import Path
 
@@ -161,7 +163,7 @@ class Deployment:
             "ACME_ROOT": str(self.tmp / "acme"),
             "PROCESSES": str(PROCESSES),
             "PING_INTERVAL": str(PING_INTERVAL),
-            "PING_TIMEOUT": "20",
+            "PING_TIMEOUT": "30",
             "PROXY_READ_TIMEOUT": str(PROXY_READ_TIMEOUT),
             "SECRET_KEY": "",  # render.py generates one
             "DATABASE_URL": f"{self.pg_base}/{self.db_name}",
@@ -186,7 +188,57 @@ class Deployment:
             self.values.update(USER="root", GROUP="root")
 
     def try_system_python_venv(self, venv: Path) -> bool:
-        return False
+        """A venv from Debian's python3 (what docs/deploy.md builds), reusing the dev venv's
+        packages through a .pth file; pip adds what this interpreter needs on top (e.g.
+        redis-py wants async-timeout below Python 3.11.3). Cached in test-artifacts/,
+        keyed by the requirements; False when that cannot be had (no same-version
+        python3, no package index)."""
+        import hashlib
+
+        system = "/usr/bin/python3"
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        if not os.path.exists(system) or run([system, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                             check=False).stdout.strip() != version:
+            return False
+        site_packages = f"lib/python{version}/site-packages"
+        key = hashlib.sha256((ROOT / "requirements.txt").read_bytes() + str(venv).encode()).hexdigest()[:12]
+        cached = ARTIFACTS / f"deploy-venv-{key}"
+        if not (cached / "ready").exists():
+            ARTIFACTS.mkdir(exist_ok=True)
+            build = Path(tempfile.mkdtemp(prefix="deploy-venv-", dir=ARTIFACTS))
+            try:
+                build.rmdir()
+                run([system, "-m", "venv", "--without-pip", str(build)])
+                (build / site_packages / "mblog-dev-venv.pth").write_text(str(venv / site_packages) + "\n")
+                r = run([str(venv / "bin" / "python"), "-m", "pip", "--python", str(build / "bin" / "python"), "install",
+                         "-q", "--disable-pip-version-check", "-r", str(ROOT / "requirements.txt")], check=False, timeout=120)
+                if r.returncode != 0:
+                    self.notes.append(f"pip could not complete a {system} venv: {r.stderr.strip()[-300:]}")
+                    return False
+                daphne = build / "bin" / "daphne"
+                daphne.write_text(f"#!{cached}/bin/python\nimport sys\nfrom daphne.cli import CommandLineInterface\n"
+                                  "sys.exit(CommandLineInterface.entrypoint())\n")
+                daphne.chmod(0o755)
+                for script in (build / "bin").iterdir():  # venv paths are absolute: point them at the final place
+                    if script.is_file() and not script.is_symlink():
+                        text = script.read_text(errors="ignore")
+                        if str(build) in text:
+                            script.write_text(text.replace(str(build), str(cached)))
+                (build / "ready").write_text("")
+                try:
+                    build.rename(cached)
+                except OSError:  # a concurrent run got there first
+                    pass
+            finally:
+                shutil.rmtree(build, ignore_errors=True)
+        probe = run(["runuser", "-u", self.user, "--", str(cached / "bin" / "python"), "-c",
+                     "import daphne.cli, redis.asyncio, psycopg, django"], check=False)
+        if probe.returncode != 0:
+            self.notes.append(f"{cached} does not work for {self.user}: {probe.stderr.strip()[-300:]}")
+            return False
+        self.values["VENV"] = str(cached)
+        self.notes.append(f"{venv} is not usable by {self.user}: ran on {cached} ({system} + the dev venv's packages)")
+        return True
 
     # --- undo --------------------------------------------------------------------------
 
@@ -294,7 +346,6 @@ class Deployment:
         self.supervisord_pid = int(wait_until(
             lambda: (self.tmp / "supervisord.pid").exists() and (self.tmp / "supervisord.pid").read_text().strip(),
             10, "supervisord's pid file"))
-        self.wait_healthy(range(PROCESSES), timeout=40)
 
     def stop_supervisor(self) -> None:
         pids = [p for p in self.daphne_pids().values() if p]
@@ -409,9 +460,12 @@ class Deployment:
         path = self.log_dir / f"daphne-{i}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def landed_on(self, ws: websocket.WebSocket) -> int:
+    def open_socket(self, cookie: str) -> "Socket":
+        return Socket(self.ws_connect(cookie))
+
+    def landed_on(self, sock: "Socket") -> int:
         """Which daphne process holds this socket: its access log names our client port."""
-        port = ws.sock.getsockname()[1]
+        port = sock.port
         needle = re.compile(rf'^127\.0\.0\.1:{port} .*"WSCONNECT /ws/inform/"', re.M)
 
         def find():
@@ -432,24 +486,64 @@ def recv_frame(ws, timeout: float) -> dict:
     return json.loads(ws.recv())
 
 
-def recv_inform(ws, timeout: float = 8) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        frame = recv_frame(ws, max(0.05, deadline - time.monotonic()))
-        if frame["type"] == "inform":
-            return frame
+class Socket:
+    """A WebSocket that behaves like a browser's: a reader thread answers daphne's pings
+    at once (websocket-client pongs inside recv) and queues the frames for the test."""
 
+    CLOSED = object()
 
-def closed_by_server(ws, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def __init__(self, ws: websocket.WebSocket):
+        self.ws = ws
+        self.port = ws.sock.getsockname()[1]
+        self.frames: queue.Queue = queue.Queue()
+        self.stopping = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        while not self.stopping.is_set():
+            try:
+                self.frames.put(recv_frame(self.ws, 0.3))
+            except websocket.WebSocketTimeoutException:
+                continue
+            except Exception:
+                self.frames.put(self.CLOSED)
+                return
+
+    def send(self, frame: dict) -> None:
+        self.ws.send(json.dumps(frame))
+
+    def recv(self, timeout: float = 10) -> dict:
+        frame = self.frames.get(timeout=timeout)
+        if frame is self.CLOSED:
+            self.frames.put(self.CLOSED)
+            raise websocket.WebSocketConnectionClosedException("closed by the server")
+        return frame
+
+    def recv_inform(self, timeout: float = 10) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = self.recv(max(0.05, deadline - time.monotonic()))
+            if frame["type"] == "inform":
+                return frame
+
+    def closed_by_server(self, timeout: float = 10) -> bool:
+        deadline = time.monotonic() + timeout
         try:
-            recv_frame(ws, max(0.05, deadline - time.monotonic()))
-        except websocket.WebSocketTimeoutException:
-            continue
-        except (websocket.WebSocketConnectionClosedException, ConnectionError, ssl.SSLError, OSError):
+            while True:
+                self.recv(max(0.05, deadline - time.monotonic()))
+        except websocket.WebSocketConnectionClosedException:
             return True
-    return False
+        except queue.Empty:
+            return False
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.reader.join(2)
+        try:
+            self.ws.close(timeout=1)
+        except Exception:
+            pass
 
 
 class ResumingClient(threading.Thread):
@@ -511,12 +605,16 @@ def site():
         d.install_files()
         d.create_database()
         t = time.monotonic()
-        d.manage("migrate", "--noinput", "-v0")
-        d.manage("collectstatic", "--noinput", "-v0")
-        d.manage("seed_demo")
-        d.timings["migrate+collectstatic+seed"] = time.monotonic() - t
-        t = time.monotonic()
+        # daphne boots while the database is migrated and static files collected (in
+        # parallel, to keep the test short; nothing is served before nginx starts)
         d.start_supervisor()
+        with ThreadPoolExecutor(2) as pool:
+            static = pool.submit(d.manage, "collectstatic", "--noinput", "-v0")
+            d.manage("migrate", "--noinput", "-v0")
+            d.manage("seed_demo")
+            static.result()
+        d.timings["migrate+collectstatic+seed"] = time.monotonic() - t
+        d.wait_healthy(range(PROCESSES), timeout=40)
         d.timings["supervisor: 2 daphne healthy"] = time.monotonic() - t
         d.start_nginx()
         d.timings["setup total"] = time.monotonic() - started
@@ -591,85 +689,88 @@ def test_http_static_health_and_login_through_nginx(site):
 
 def test_websockets_on_both_daphnes_survive_a_kill_and_lose_nothing(site):
     cookie = site.login("alice")
+    opened: list[Socket] = []
 
-    # sockets through nginx until one is on each daphne process
-    on = {}
-    extra = []
-    for _ in range(20):
-        ws = site.ws_connect(cookie)
-        i = site.landed_on(ws)  # also proves the real client address reached daphne
-        if i in on:
-            extra.append(ws)
+    def open_socket(cookie) -> Socket:
+        sock = site.open_socket(cookie)
+        opened.append(sock)
+        return sock
+
+    try:
+        # sockets through nginx until one is on each daphne process
+        on: dict[int, Socket] = {}
+        for _ in range(20):
+            sock = open_socket(cookie)
+            i = site.landed_on(sock)  # also proves the real client address reached daphne
+            if i in on:
+                sock.close()
+            else:
+                on[i] = sock
+            if len(on) == PROCESSES:
+                break
+        assert len(on) == PROCESSES, f"all sockets landed on daphne {list(on)}"
+        assert not any("203.0.113.9" in site.daphne_log(i) for i in range(PROCESSES))
+
+        # carol's socket, on the process that will survive, carries nothing but daphne's
+        # pings: they must keep nginx (proxy_read_timeout) from closing it
+        victim, survivor = 0, 1
+        carol_cookie = site.login("carol")
+        for _ in range(20):
+            carol = open_socket(carol_cookie)
+            if site.landed_on(carol) == survivor:
+                break
+            carol.close()
         else:
-            on[i] = ws
-        if len(on) == PROCESSES:
-            break
-    assert len(on) == PROCESSES, f"all sockets landed on daphne {list(on)}"
-    for ws in extra:
-        ws.close()
-    assert not any("203.0.113.9" in site.daphne_log(i) for i in range(PROCESSES))
+            pytest.fail("no carol socket landed on the surviving daphne")
+        carol_idle_since = time.monotonic()
 
-    # carol's socket on the process that will survive stays idle: daphne's pings must keep
-    # nginx (proxy_read_timeout) from closing it
-    victim, survivor = 0, 1
-    carol_cookie = site.login("carol")
-    for _ in range(20):
-        carol = site.ws_connect(carol_cookie)
-        if site.landed_on(carol) == survivor:
-            break
-        carol.close()
-    else:
-        pytest.fail("no carol socket landed on the surviving daphne")
-    carol_idle_since = time.monotonic()
+        # send_inform from outside reaches alice on both processes
+        first = site.send_inform("alice", "hello through nginx")
+        for i, sock in on.items():
+            frame = sock.recv_inform()
+            assert (frame["id"], frame["text"]) == (first, "hello through nginx"), f"daphne {i}"
+        last_seen = first
 
-    # send_inform from outside reaches alice on both processes
-    first = site.send_inform("alice", "hello through nginx")
-    for i, ws in on.items():
-        frame = recv_inform(ws)
-        assert (frame["id"], frame["text"]) == (first, "hello through nginx"), f"daphne {i}"
-    last_seen = first
+        # kill -9 the victim: nginx closes its client sockets; supervisor restarts it
+        old_pids = site.daphne_pids()
+        killed_at = time.monotonic()
+        os.kill(old_pids[victim], signal.SIGKILL)
+        assert on[victim].closed_by_server(), "the socket on the killed daphne stayed open"
+        during = [site.send_inform("alice", f"while daphne {victim} was down #{n}") for n in range(2)]
+        # the survivor's socket got them live
+        assert [on[survivor].recv_inform()["id"] for _ in during] == during
 
-    # kill -9 the victim: nginx closes its client sockets; supervisor restarts it
-    old_pids = site.daphne_pids()
-    killed_at = time.monotonic()
-    os.kill(old_pids[victim], signal.SIGKILL)
-    assert closed_by_server(on[victim]), "the socket on the killed daphne stayed open"
-    on[victim].close()
-    during = [site.send_inform("alice", f"while daphne {victim} was down #{n}") for n in range(2)]
-    # the survivor's socket got them live
-    assert [recv_inform(on[survivor])["id"] for _ in during] == during
+        # the client reconnects (nginx sends it to a live process) and syncs: nothing lost
+        t = time.monotonic()
+        resumed = Socket(wait_until(lambda: _try_connect(site, cookie), 10, "a reconnect through nginx"))
+        opened.append(resumed)
+        reconnect = time.monotonic() - t
+        resumed.send({"type": "sync", "after": last_seen})
+        assert [resumed.recv_inform()["id"] for _ in during] == during
+        assert resumed.recv()["type"] == "unread"  # a sync ends with the count
 
-    # the client reconnects (nginx sends it to a live process) and syncs: nothing lost
-    t = time.monotonic()
-    resumed = wait_until(lambda: _try_connect(site, cookie), 10, "a reconnect through nginx")
-    reconnect = time.monotonic() - t
-    resumed.send(json.dumps({"type": "sync", "after": last_seen}))
-    got = [recv_inform(resumed)["id"] for _ in during]
-    assert got == during
-    assert recv_frame(resumed, 5)["type"] == "unread"  # a sync ends with the count
+        # supervisor brought the victim back: new pid, RUNNING, healthy on its own socket
+        wait_until(lambda: site.daphne_pids()[victim] not in (0, old_pids[victim]), 20, "supervisor to restart daphne")
+        site.wait_healthy([victim], timeout=30)
+        restarted_in = time.monotonic() - killed_at
+        status = site.supervisorctl("status", check=False).stdout
+        assert status.count("RUNNING") == PROCESSES, status
+        assert site.daphne_pids()[survivor] == old_pids[survivor]
 
-    # supervisor brought the victim back: new pid, RUNNING, healthy on its own socket
-    wait_until(lambda: site.daphne_pids()[victim] not in (0, old_pids[victim]), 15, "supervisor to restart daphne")
-    site.wait_healthy([victim], timeout=20)
-    restarted_in = time.monotonic() - killed_at
-    status = site.supervisorctl("status", check=False).stdout
-    assert status.count("RUNNING") == PROCESSES, status
-    assert site.daphne_pids()[survivor] == old_pids[survivor]
+        # carol's socket sat idle for longer than nginx's read timeout and is still open
+        idle = time.monotonic() - carol_idle_since
+        if idle < PROXY_READ_TIMEOUT + 1:
+            time.sleep(PROXY_READ_TIMEOUT + 1 - idle)
+        carol_id = site.send_inform("carol", "still there?")
+        assert carol.recv_inform()["id"] == carol_id
 
-    # carol's socket sat idle for longer than nginx's read timeout and is still open
-    idle = time.monotonic() - carol_idle_since
-    if idle < PROXY_READ_TIMEOUT + 1:
-        time.sleep(PROXY_READ_TIMEOUT + 1 - idle)
-    carol_id = site.send_inform("carol", "still there?")
-    assert recv_inform(carol)["id"] == carol_id
-
-    # and the resumed socket is live again
-    after = site.send_inform("alice", "after the restart")
-    assert recv_inform(resumed)["id"] == after
-    assert recv_inform(on[survivor])["id"] == after
-
-    for ws in (resumed, on[survivor], carol):
-        ws.close()
+        # and the resumed socket is live again
+        after = site.send_inform("alice", "after the restart")
+        assert resumed.recv_inform()["id"] == after
+        assert on[survivor].recv_inform()["id"] == after
+    finally:
+        for sock in opened:
+            sock.close()
     site.timings["kill -9 -> reconnect through nginx"] = reconnect
     site.timings["kill -9 -> restarted and healthy"] = restarted_in
     assert reconnect < 5
