@@ -248,10 +248,12 @@ class Deployment:
     def teardown(self) -> list[str]:
         errors = []
         for what, fn in reversed(self.teardowns):
+            t = time.monotonic()
             try:
                 fn()
             except Exception as exc:  # keep undoing the rest
                 errors.append(f"{what}: {exc!r}")
+            self.timings[f"teardown: {what}"] = time.monotonic() - t
         # Whatever mentions our temp dir (daphne, supervisord, nginx master) must be gone.
         left = processes_mentioning(str(self.tmp))
         for pid in left:
