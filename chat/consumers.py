@@ -157,7 +157,7 @@ class ChatConsumer(GuardedConsumer):
             return
         if frame.get("type") == "message":
             self.cursor = max(self.cursor, frame["id"])
-        await self.base_send(message)
+        await super().deliver(message, frame)
 
     async def catch_up(self) -> None:
         """The layer lost pushes (Redis outage): send the messages and presence this socket missed."""
