@@ -225,6 +225,11 @@ class Deployment:
                         text = script.read_text(errors="ignore")
                         if str(build) in text:
                             script.write_text(text.replace(str(build), str(cached)))
+                probe = run(["runuser", "-u", self.user, "--", str(build / "bin" / "python"), "-c",
+                             "import daphne.cli, redis.asyncio, psycopg, django"], check=False)
+                if probe.returncode != 0:
+                    self.notes.append(f"a {system} venv does not work for {self.user}: {probe.stderr.strip()[-300:]}")
+                    return False
                 (build / "ready").write_text("")
                 try:
                     build.rename(cached)
@@ -232,11 +237,6 @@ class Deployment:
                     pass
             finally:
                 shutil.rmtree(build, ignore_errors=True)
-        probe = run(["runuser", "-u", self.user, "--", str(cached / "bin" / "python"), "-c",
-                     "import daphne.cli, redis.asyncio, psycopg, django"], check=False)
-        if probe.returncode != 0:
-            self.notes.append(f"{cached} does not work for {self.user}: {probe.stderr.strip()[-300:]}")
-            return False
         self.values["VENV"] = str(cached)
         self.notes.append(f"{venv} is not usable by {self.user}: ran on {cached} ({system} + the dev venv's packages)")
         return True
