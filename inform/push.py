@@ -12,11 +12,12 @@ process receives them on one channel (inform.hub) and fans them out itself.
 
 import asyncio
 import logging
+import os
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -46,10 +47,19 @@ def notify_informs(notifications: Iterable) -> None:
     notifications = list(notifications)
 
     def push() -> None:
+        from django.contrib.auth import get_user_model
+
         from .selectors import unread_count
 
+        # The count needs the recipients' current read watermark, not the caller's copy
+        # of the user row (which another tab's read_all may have made stale).
+        recipients = get_user_model().objects.only("id", "site_since", "site_read_upto").in_bulk(
+            {n.recipient_id for n in notifications}
+        )
         for n in notifications:
-            frame = frames.inform_frame(n, unread=unread_count(n.recipient))
+            if n.recipient_id not in recipients:  # deleted since
+                continue
+            frame = frames.inform_frame(n, unread=unread_count(recipients[n.recipient_id]))
             _group_send(user_group(n.recipient_id), {"kind": "personal", "frame": frame})
 
     _after_commit(push)
@@ -109,17 +119,53 @@ def _after_commit(push: Callable[[], None]) -> None:
 
 
 def _group_send(group: str, body: dict) -> None:
-    send = async_to_sync(_agroup_send)
     try:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            send(group, body)
-        else:  # sync code running inside an event loop's thread (IPython shell, Playwright)
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                pool.submit(send, group, body).result()
+        if _server_loop() is not None:
+            # Sync code the server's event loop called (a view, via sync_to_async): publish
+            # on that loop, with the layer connection the process hub already holds.
+            async_to_sync(_agroup_send)(group, body)
+        else:
+            # Any other sync caller (management command, worker, script, or a thread with
+            # its own running loop): one long-lived sender loop per process, so the layer
+            # keeps its Redis connection. async_to_sync here would start a thread, an event
+            # loop and a new Redis connection for every push (docs/performance.md).
+            future = asyncio.run_coroutine_threadsafe(_agroup_send(group, body), _sender_loop())
+            try:
+                future.result(timeout=_SEND_TIMEOUT)
+            except BaseException:
+                future.cancel()
+                raise
     except Exception as exc:  # the row is stored; clients catch up with sync
         _log_failure(group, exc)
+
+
+def _server_loop() -> "asyncio.AbstractEventLoop | None":
+    """The running event loop that called this sync thread through asgiref, if any."""
+    try:
+        asyncio.get_running_loop()
+        return None  # a thread running its own loop (a shell, Playwright) cannot block on it
+    except RuntimeError:
+        pass
+    threadlocal = SyncToAsync.threadlocal
+    if getattr(threadlocal, "main_event_loop_pid", None) != os.getpid():
+        return None
+    loop = getattr(threadlocal, "main_event_loop", None)
+    return loop if loop is not None and loop.is_running() else None
+
+
+_SEND_TIMEOUT = 10.0
+_sender: "tuple[int, asyncio.AbstractEventLoop] | None" = None
+_sender_lock = threading.Lock()
+
+
+def _sender_loop() -> asyncio.AbstractEventLoop:
+    global _sender
+    with _sender_lock:
+        if _sender is None or _sender[0] != os.getpid() or _sender[1].is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="inform-push-sender", daemon=True).start()
+            _sender = (os.getpid(), loop)
+        return _sender[1]
 
 
 async def _agroup_send(group: str, body: dict) -> None:

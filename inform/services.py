@@ -62,6 +62,8 @@ def notifications_mark_read(user, ids: list[int]) -> int:
     """Mark these ids of the user's stream read; all or nothing. Returns the unread count."""
     ids = sorted(set(ids))
     with transaction.atomic():
+        # A socket holds its user row for hours; another tab may have moved the watermark.
+        user.refresh_from_db(fields=["site_since", "site_read_upto"])
         found = dict(stream(user).filter(id__in=ids).values_list("id", "recipient_id"))
         missing = [i for i in ids if i not in found]
         if missing:
