@@ -1,0 +1,348 @@
+"""inform.services: send_inform stores and pushes after commit; read state and counts;
+the socket protocol for sync/read/read_all. Real PostgreSQL, real Redis layer."""
+
+import threading
+
+import pytest
+from channels.db import database_sync_to_async as db
+from django.db import connection, transaction
+
+from inform import selectors, services
+from inform.models import Notification, SiteUpdateRead
+from inform.services import InformError, send_inform
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+class Boom(Exception):
+    pass
+
+
+async def users(make_user, *names):
+    return [await db(make_user)(n) for n in names]
+
+
+async def unread(user) -> int:
+    def count():
+        user.refresh_from_db()
+        return selectors.unread_count(user)
+
+    return await db(count)()
+
+
+# --- send_inform ------------------------------------------------------------------
+
+
+async def test_send_to_one_user_stores_a_row_and_pushes_it(sockets, make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    a = await sockets.open(user=alice)
+    (n,) = await db(send_inform)(to=alice, verb="follow", text="bob followed you", actor=bob, url="/u/bob/")
+    frame = await a.recv()
+    assert frame["type"] == "inform" and frame["id"] == n.id and frame["unread"] == 1
+    row = await db(Notification.objects.get)(pk=n.id)
+    assert (row.recipient_id, row.actor_id, row.verb, row.text, row.read_at) == (alice.pk, bob.pk, "follow", "bob followed you", None)
+
+
+async def test_send_to_several_users_pushes_each_their_own(sockets, make_user):
+    alice, bob, carol, dave = await users(make_user, "alice", "bob", "carol", "dave")
+    a, b, d = [await sockets.open(user=u) for u in (alice, bob, dave)]
+    sent = await db(send_inform)(to=[alice, bob, carol], verb="mention", text="hello all", actor=dave)
+    assert await db(Notification.objects.filter(verb="mention").count)() == 3
+    by_recipient = {n.recipient_id: n.id for n in sent}
+    fa, fb = await a.recv(), await b.recv()
+    assert fa["id"] == by_recipient[alice.pk] and fb["id"] == by_recipient[bob.pk]
+    assert fa["actor"] == fb["actor"] == "dave"
+    assert await a.silent() and await b.silent() and await d.silent()
+
+
+async def test_push_waits_for_commit(sockets, make_user):
+    """Inside a transaction nothing is pushed; the frame arrives once it commits."""
+    alice, bob = await users(make_user, "alice", "bob")
+    a = await sockets.open(user=alice)
+    sent, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def writer():
+        try:
+            with transaction.atomic():
+                send_inform(to=alice, verb="follow", text="bob followed you", actor=bob)
+                sent.set()
+                release.wait(5)
+        finally:
+            connection.close()
+            done.set()
+
+    threading.Thread(target=writer).start()
+    assert await db(sent.wait)(5)
+    assert await a.silent(0.5), "pushed before the transaction committed"
+    release.set()
+    frame = await a.recv()
+    assert frame["type"] == "inform" and frame["text"] == "bob followed you"
+    assert await db(done.wait)(5)
+
+
+async def test_rollback_is_never_announced(sockets, make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    a = await sockets.open(user=alice)
+    anon = await sockets.open()
+
+    def rolled_back():
+        with pytest.raises(Boom):
+            with transaction.atomic():
+                send_inform(to=alice, verb="follow", text="never", actor=bob)
+                send_inform(everyone=True, verb="site_update", text="never either")
+                raise Boom()
+
+    await db(rolled_back)()
+    assert await db(Notification.objects.count)() == 0
+    assert await a.silent(0.7) and await anon.silent(0.1)
+
+
+async def test_rollback_of_an_inner_savepoint_is_not_announced(sockets, make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    a = await sockets.open(user=alice)
+
+    def outer():
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    send_inform(to=alice, verb="follow", text="dropped", actor=bob)
+                    raise Boom()
+            except Boom:
+                pass
+            send_inform(to=alice, verb="follow", text="kept", actor=bob)
+
+    await db(outer)()
+    frame = await a.recv()
+    assert frame["text"] == "kept"
+    assert await a.silent()
+    assert await db(lambda: list(Notification.objects.values_list("text", flat=True)))() == ["kept"]
+
+
+async def test_everyone_stores_one_row_and_every_socket_gets_it(sockets, make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    a1, a2, b = [await sockets.open(user=u) for u in (alice, alice, bob)]
+    anon = await sockets.open()
+    (n,) = await db(send_inform)(everyone=True, verb="site_update", text="maintenance at 5", url="/about/")
+    assert await db(Notification.objects.count)() == 1
+    assert n.recipient_id is None
+    for s in (a1, a2, b):
+        f = await s.recv()
+        assert f["type"] == "inform" and f["id"] == n.id and f["verb"] == "site_update" and f["text"] == "maintenance at 5"
+    f = await anon.recv()
+    assert f == {
+        "type": "feed", "event": "site_update", "actor": None, "text": "maintenance at 5", "url": "/about/",
+        "created": n.created.isoformat(),
+    }
+    # it is in every user's stream and unread count
+    assert await unread(alice) == 1 and await unread(bob) == 1
+
+
+async def test_users_who_sign_up_later_do_not_see_older_site_updates(make_user):
+    (alice,) = await users(make_user, "alice")
+    (old,) = await db(send_inform)(everyone=True, verb="site_update", text="before carol")
+    (carol,) = await users(make_user, "carol")
+    (new,) = await db(send_inform)(everyone=True, verb="site_update", text="after carol")
+    carol_ids = await db(lambda: [n.id for n in selectors.notifications_after(carol, 0, 50)])()
+    alice_ids = await db(lambda: [n.id for n in selectors.notifications_after(alice, 0, 50)])()
+    assert carol_ids == [new.id]
+    assert alice_ids == [old.id, new.id]
+    assert await unread(carol) == 1 and await unread(alice) == 2
+    with pytest.raises(InformError):
+        await db(services.notifications_mark_read)(carol, [old.id])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"verb": "poke", "text": "x", "everyone": True},
+        {"verb": "follow", "text": "x"},  # neither to nor everyone
+        {"verb": "follow", "text": "   ", "everyone": True},
+    ],
+)
+async def test_bad_arguments_raise_and_store_nothing(make_user, kwargs):
+    with pytest.raises(InformError):
+        await db(send_inform)(**kwargs)
+    assert await db(Notification.objects.count)() == 0
+
+
+async def test_both_to_and_everyone_raise(make_user):
+    (alice,) = await users(make_user, "alice")
+    with pytest.raises(InformError):
+        await db(send_inform)(to=alice, everyone=True, verb="follow", text="x")
+    assert await db(Notification.objects.count)() == 0
+
+
+async def test_actor_is_not_notified_of_their_own_action(sockets, make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    a = await sockets.open(user=alice)
+    sent = await db(send_inform)(to=[alice, bob], verb="mention", text="me and bob", actor=alice)
+    assert [n.recipient_id for n in sent] == [bob.pk]
+    assert await db(Notification.objects.filter(recipient=alice).count)() == 0
+    assert await a.silent()
+
+
+async def test_async_helper_pushes_too(sockets, make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    a = await sockets.open(user=alice)
+    (n,) = await services.asend_inform(to=alice, verb="reply", text="hi", actor=bob)
+    assert (await a.recv())["id"] == n.id
+
+
+# --- read state and counts --------------------------------------------------------
+
+
+def _seed(alice, bob):
+    personal = [send_inform(to=alice, verb="follow", text=f"p{i}", actor=bob)[0] for i in range(3)]
+    site = [send_inform(everyone=True, verb="site_update", text=f"s{i}")[0] for i in range(2)]
+    send_inform(to=bob, verb="follow", text="bob's own", actor=alice)
+    return personal, site
+
+
+async def test_mark_read_ids_personal_and_site_updates(make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    personal, site = await db(_seed)(alice, bob)
+    assert await unread(alice) == 5 and await unread(bob) == 3
+    left = await db(services.notifications_mark_read)(alice, [personal[0].id, site[1].id])
+    assert left == 3 and await unread(alice) == 3
+    # bob's site updates are untouched by alice's reads
+    assert await unread(bob) == 3
+    assert await db(SiteUpdateRead.objects.filter(user=alice).count)() == 1
+    # reading again is harmless
+    assert await db(services.notifications_mark_read)(alice, [personal[0].id, site[1].id]) == 3
+
+
+async def test_mark_all_read_covers_personal_and_site_updates(make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    await db(_seed)(alice, bob)
+    await db(services.notifications_mark_read)(alice, [])  # nothing to do is fine
+    assert await db(services.notifications_mark_all_read)(alice) == 0
+    assert await unread(alice) == 0 and await unread(bob) == 3
+    # newer ones count again
+    await db(send_inform)(everyone=True, verb="site_update", text="later")
+    await db(send_inform)(to=alice, verb="follow", text="later", actor=bob)
+    assert await unread(alice) == 2
+
+
+async def test_mark_read_of_someone_elses_ids_changes_nothing(make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    personal, _ = await db(_seed)(alice, bob)
+    bobs = await db(lambda: Notification.objects.get(recipient=bob).id)()
+    with pytest.raises(InformError):
+        await db(services.notifications_mark_read)(alice, [personal[0].id, bobs])
+    assert await unread(alice) == 5 and await unread(bob) == 3
+    assert await db(Notification.objects.filter(read_at__isnull=False).count)() == 0
+
+
+async def test_read_with_a_stale_user_object_counts_right(sockets, make_user):
+    """Two tabs: one marks everything read, the other (holding an older user row) then
+    reads one new notification; both must be told 0, not a count that resurrects the
+    site updates the first tab read."""
+    alice, bob = await users(make_user, "alice", "bob")
+    await db(_seed)(alice, bob)
+    stale = await db(type(alice).objects.get)(pk=alice.pk)  # loaded before read_all
+    assert await db(services.notifications_mark_all_read)(alice) == 0
+    (n,) = await db(send_inform)(to=alice, verb="follow", text="new", actor=bob)
+    a = await sockets.open(user=alice)
+    assert await db(services.notifications_mark_read)(stale, [n.id]) == 0
+    assert await a.recv() == {"type": "unread", "unread": 0}
+
+
+async def test_a_tab_opened_before_another_tab_read_all_reports_the_right_count(sockets, make_user):
+    """Tab 1 connects, tab 2 marks all read, a new notification arrives, tab 1 reads it:
+    every tab must show 0 (tab 1's socket holds the user row from before read_all)."""
+    alice, bob = await users(make_user, "alice", "bob")
+    await db(_seed)(alice, bob)
+    t1, t2 = await sockets.open(user=alice), await sockets.open(user=alice)
+    await t2.send({"type": "read_all"})
+    assert await t1.recv() == {"type": "unread", "unread": 0}
+    assert await t2.recv() == {"type": "unread", "unread": 0}
+    (n,) = await db(send_inform)(to=alice, verb="follow", text="new", actor=bob)
+    assert (await t1.recv())["unread"] == 1 and (await t2.recv())["unread"] == 1
+    await t1.send({"type": "read", "ids": [n.id]})
+    assert await t1.recv() == {"type": "unread", "unread": 0}
+    assert await t2.recv() == {"type": "unread", "unread": 0}
+
+
+# --- the socket protocol ------------------------------------------------------------
+
+
+async def test_unread_frames_reach_every_socket_of_the_user(sockets, make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    personal, site = await db(_seed)(alice, bob)
+    t1, t2 = await sockets.open(user=alice), await sockets.open(user=alice)
+    b = await sockets.open(user=bob)
+    await t1.send({"type": "read", "ids": [personal[0].id, site[0].id]})
+    assert await t1.recv_until("unread") == {"type": "unread", "unread": 3}
+    assert await t2.recv() == {"type": "unread", "unread": 3}
+    await t2.send({"type": "read_all"})
+    assert await t1.recv() == {"type": "unread", "unread": 0}
+    assert await t2.recv_until("unread") == {"type": "unread", "unread": 0}
+    assert await b.silent()
+    assert await unread(alice) == 0 and await unread(bob) == 3
+
+
+async def test_socket_read_of_someone_elses_ids_is_an_error_and_changes_nothing(sockets, make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    personal, _ = await db(_seed)(alice, bob)
+    bobs = await db(lambda: Notification.objects.get(recipient=bob).id)()
+    a = await sockets.open(user=alice)
+    b = await sockets.open(user=bob)
+    await a.send({"type": "read", "ids": [personal[0].id, bobs]})
+    frame = await a.recv()
+    assert frame["type"] == "error" and str(bobs) in frame["detail"]
+    assert await a.silent() and await b.silent()
+    assert await unread(alice) == 5 and await unread(bob) == 3
+    await a.send({"type": "read", "ids": [10**9]})
+    assert (await a.recv())["type"] == "error"
+
+
+async def test_sync_returns_everything_after_oldest_first_then_unread(sockets, make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    personal, site = await db(_seed)(alice, bob)
+    a = await sockets.open(user=alice)
+    await a.send({"type": "sync", "after": personal[0].id})
+    got = [await a.recv() for _ in range(4)]
+    assert [f["type"] for f in got] == ["inform"] * 4
+    assert [f["id"] for f in got] == [personal[1].id, personal[2].id, site[0].id, site[1].id]
+    assert await a.recv() == {"type": "unread", "unread": 5}
+    assert await a.silent()
+    await a.send({"type": "sync", "after": 0})
+    ids = [(await a.recv())["id"] for _ in range(5)]
+    assert ids == sorted(ids) and len(ids) == 5
+    assert (await a.recv())["type"] == "unread"
+
+
+async def test_sync_after_the_last_id_is_just_the_count(sockets, make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    _, site = await db(_seed)(alice, bob)
+    a = await sockets.open(user=alice)
+    await a.send({"type": "sync", "after": site[-1].id})
+    assert await a.recv() == {"type": "unread", "unread": 5}
+
+
+async def test_sync_pages_through_more_than_one_batch(sockets, make_user):
+    from inform.consumers import SYNC_BATCH
+
+    alice, bob = await users(make_user, "alice", "bob")
+    await db(Notification.objects.bulk_create)(
+        [Notification(recipient=alice, actor=bob, verb="follow", text=f"n{i}") for i in range(SYNC_BATCH + 5)]
+    )
+    a = await sockets.open(user=alice)
+    await a.send({"type": "sync", "after": 0})
+    ids = [(await a.recv())["id"] for _ in range(SYNC_BATCH + 5)]
+    assert ids == sorted(set(ids))
+    assert await a.recv() == {"type": "unread", "unread": SYNC_BATCH + 5}
+
+
+@pytest.mark.parametrize("after", [-1, "5", None, 1.5, True, 2**63])
+async def test_sync_with_bad_after_is_a_bad_request(sockets, make_user, after):
+    (alice,) = await users(make_user, "alice")
+    a = await sockets.open(user=alice)
+    frame = {"type": "sync"} if after is None else {"type": "sync", "after": after}
+    await a.send(frame)
+    error = await a.recv()
+    assert error["type"] == "error" and error["code"] == "bad_request" and error["detail"]
+    assert await a.silent()
+    # the socket still works
+    await a.send({"type": "sync", "after": 0})
+    assert await a.recv() == {"type": "unread", "unread": 0}
