@@ -1,0 +1,137 @@
+"""Query budgets: the notification list and the badge cost the same whatever the number
+of notifications; the unread count is one indexed query even at 10,000 rows."""
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from inform import selectors
+from inform.context_processors import badge
+from inform.models import Notification, SiteUpdateRead
+from inform.services import notifications_mark_read, send_inform
+
+pytestmark = pytest.mark.django_db
+
+
+def fill(alice, bob, n: int, site_every: int = 4) -> list[Notification]:
+    """n notifications for alice, every site_every-th a site update, some read."""
+    rows = [
+        Notification(recipient=None if i % site_every == 0 else alice, actor=bob, verb="follow", text=f"n{i}")
+        for i in range(n)
+    ]
+    for r in rows:
+        if r.recipient is None:
+            r.verb = "site_update"
+    Notification.objects.bulk_create(rows)
+    # read a few of each kind, so read state has to be looked at
+    personal = [r.id for r in rows if r.recipient_id][:3]
+    site = [r.id for r in rows if r.recipient_id is None][:2]
+    notifications_mark_read(alice, personal + site)
+    return rows
+
+
+def queries(fn) -> list[str]:
+    with CaptureQueriesContext(connection) as ctx:
+        fn()
+    return [q["sql"] for q in ctx.captured_queries]
+
+
+@pytest.fixture
+def pair(make_user):
+    return make_user("alice"), make_user("bob")
+
+
+@pytest.mark.parametrize("path", ["/inform/", "/inform/?page=2", "/", "/u/bob/", "/inform/api/unread/"])
+def test_pages_take_constant_queries(pair, path):
+    alice, bob = pair
+    c = Client()
+    c.force_login(alice)
+    fill(alice, bob, 25)  # enough for a second page
+    c.get(path)  # warm up (session, content types)
+    small = queries(lambda: c.get(path))
+    fill(alice, bob, 60)
+    r = c.get(path)
+    large = queries(lambda: c.get(path))
+    assert r.status_code == 200
+    assert len(large) == len(small), "\n".join(large)
+
+
+def test_list_query_count_is_the_same_for_5_and_60_notifications(make_user):
+    def measure(name: str, n: int) -> int:
+        alice, bob = make_user(f"{name}_a"), make_user(f"{name}_b")
+        fill(alice, bob, n)
+        c = Client()
+        c.force_login(alice)
+        c.get("/inform/")
+        with CaptureQueriesContext(connection) as ctx:
+            r = c.get("/inform/")
+        assert r.status_code == 200
+        return len(ctx.captured_queries)
+
+    few, many = measure("few", 5), measure("many", 60)
+    assert few == many
+    assert many <= 8  # session, user, badge (2), count, page: no per-row queries
+
+
+def test_badge_is_two_queries_whatever_the_count(pair, django_assert_num_queries):
+    alice, bob = pair
+
+    class Req:
+        user = alice
+
+    fill(alice, bob, 6)  # 2 site updates, 4 personal; 2 + 3 of them read
+    with django_assert_num_queries(2):
+        small = badge(Req())
+    assert small["inform_unread"] == 1
+    fill(alice, bob, 60)  # 15 site updates, 45 personal; 2 + 3 of them read
+    with django_assert_num_queries(2):
+        large = badge(Req())
+    assert large["inform_unread"] == 1 + 55
+    assert large["inform_last_id"] == Notification.objects.order_by("-id").first().id
+
+
+def test_unread_count_of_10000_notifications_is_one_indexed_query(pair, django_assert_num_queries):
+    alice, bob = pair
+    Notification.objects.bulk_create(
+        [Notification(recipient=alice, actor=bob, verb="follow", text=f"n{i}") for i in range(9_900)]
+        + [Notification(recipient=None, verb="site_update", text=f"s{i}") for i in range(100)]
+        + [Notification(recipient=bob, actor=alice, verb="follow", text=f"b{i}") for i in range(5_000)],
+        batch_size=2000,
+    )
+    some = list(Notification.objects.filter(recipient=alice).order_by("id").values_list("id", flat=True)[:40])
+    Notification.objects.filter(id__in=some).update(read_at="2026-01-01T00:00:00Z")
+    site = list(Notification.objects.filter(recipient=None).order_by("id").values_list("id", flat=True)[:7])
+    SiteUpdateRead.objects.bulk_create([SiteUpdateRead(user=alice, notification_id=i) for i in site])
+    alice.refresh_from_db()
+
+    with django_assert_num_queries(1):
+        n = selectors.unread_count(alice)
+    assert n == 9_900 - 40 + 100 - 7
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the index check reads PostgreSQL's EXPLAIN")
+    (sql,) = queries(lambda: selectors.unread_count(alice))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE inform_notification")
+        cursor.execute("ANALYZE inform_siteupdateread")
+        cursor.execute("EXPLAIN " + sql)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index" in plan, plan
+    assert "Seq Scan on inform_notification" not in plan, plan
+
+
+def test_sync_reads_one_batch_in_a_fixed_number_of_queries(pair, django_assert_max_num_queries):
+    alice, bob = pair
+    fill(alice, bob, 300)
+    with django_assert_max_num_queries(2):
+        batch = selectors.notifications_after(alice, 0, 200)
+        [n.actor for n in batch]  # actors come with the rows
+    assert len(batch) == 200
+
+
+def test_send_inform_to_many_costs_per_recipient_not_more(pair, make_user, django_assert_max_num_queries):
+    alice, bob = pair
+    others = [make_user(f"u{i}") for i in range(10)]
+    with django_assert_max_num_queries(len(others) + 4):
+        send_inform(to=others, verb="mention", text="hi all", actor=alice)
