@@ -42,7 +42,7 @@ db = database_sync_to_async
 
 
 def heartbeat_seconds() -> float:
-    return float(getattr(settings, "CHAT_PRESENCE_HEARTBEAT", 15))
+    return settings.CHAT_PRESENCE_HEARTBEAT
 
 
 class ChatConsumer(GuardedConsumer):

@@ -13,7 +13,7 @@ HISTORY = 50
 
 
 def presence_stale_seconds() -> float:
-    return float(getattr(settings, "CHAT_PRESENCE_STALE", 45))
+    return settings.CHAT_PRESENCE_STALE
 
 
 def presence_cutoff() -> datetime:
