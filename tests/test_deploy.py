@@ -49,7 +49,7 @@ PING_INTERVAL = 1  # short, so that a socket idle for PROXY_READ_TIMEOUT proves 
 PROXY_READ_TIMEOUT = 3
 DEMO_PASSWORD = "demo-pass-123"
 CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+NGINX = "/usr/sbin/nginx"  # Debian's package (not always on a non-root PATH)
 
 
 def run(cmd, check=True, timeout=60, **kw) -> subprocess.CompletedProcess:
@@ -613,13 +613,25 @@ class ResumingClient(threading.Thread):
                 ws.close()
 
 
+def ensure_debian_packages() -> None:
+    """nginx and supervisor from Debian's packages when missing (bin/test does this too;
+    this covers a bare `pytest tests/test_deploy.py`). Their stock services are not used."""
+    missing = [pkg for pkg, present in (
+        ("nginx", os.path.exists(NGINX)), ("supervisor", bool(shutil.which("supervisord"))),
+        ("openssl", bool(shutil.which("openssl"))), ("postgresql-client", bool(shutil.which("psql"))),
+    ) if not present]
+    if not missing:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.fail(f"missing Debian packages {missing}: run bin/test as root, or apt-get install {' '.join(missing)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run(["apt-get", "update", "-qq"], timeout=300, env=env)
+    run(["apt-get", "install", "-y", "-qq", *missing], timeout=600, env=env)
+
+
 @pytest.fixture(scope="module")
 def site():
-    for tool in ("supervisord", "supervisorctl", "openssl", "psql"):
-        if not shutil.which(tool):
-            pytest.fail(f"{tool} is missing: bin/test installs nginx, supervisor, postgresql (apt-get)")
-    if not os.path.exists(NGINX):
-        pytest.fail("nginx is missing: bin/test installs it (apt-get install nginx)")
+    ensure_debian_packages()
     d = Deployment()
     started = time.monotonic()
     try:
