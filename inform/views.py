@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from . import frames, selectors, services
@@ -48,7 +49,10 @@ def mark_read_form(request):
             services.notifications_mark_read(request.user, [int(i) for i in request.POST.getlist("id")])
         except (ValueError, services.InformError):
             pass
-    return redirect(request.POST.get("next") or "inform_list")
+    target = request.POST.get("next")
+    if not target or not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        target = "inform_list"  # never bounce a signed-in user to another site
+    return redirect(target)
 
 
 @require_GET
