@@ -26,6 +26,7 @@ class NotificationAdmin(admin.ModelAdmin):
     list_filter = (KindFilter, "verb")
     search_fields = ("text", "recipient__username", "actor__username")
     raw_id_fields = ("recipient", "actor")
+    list_select_related = ("recipient", "actor")
     actions = ["publish_as_site_update", "send_again"]
 
     @admin.display(description="recipient")

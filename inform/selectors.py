@@ -29,15 +29,16 @@ def is_read(user, n: Notification) -> bool:
 
 
 def unread_count(user) -> int:
-    """One query, served by the partial indexes inform_unread and inform_site_updates."""
+    """One query: a UNION ALL of two counts-to-be, so each side can use its own partial
+    index (inform_unread for personal rows, inform_site_updates for site updates)."""
     receipts = SiteUpdateRead.objects.filter(user=user, notification=OuterRef("pk"))
-    return Notification.objects.filter(
-        Q(recipient=user, read_at__isnull=True)
-        | (
-            Q(recipient__isnull=True, id__gt=max(user.site_since, user.site_read_upto))
-            & ~Exists(receipts)
-        )
-    ).count()
+    personal = Notification.objects.filter(recipient=user, read_at__isnull=True).values("id")
+    site = (
+        Notification.objects.filter(recipient__isnull=True, id__gt=max(user.site_since, user.site_read_upto))
+        .exclude(Exists(receipts))
+        .values("id")
+    )
+    return personal.union(site, all=True).count()
 
 
 def notifications_after(user, after: int, limit: int) -> list[Notification]:
