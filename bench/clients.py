@@ -1,0 +1,243 @@
+"""Benchmark clients: one process holds many WebSocket connections.
+
+A deliberately small client (an asyncio Protocol doing the RFC 6455 handshake and
+unmasked server frames itself) rather than the `websockets` client: on a 2-core
+machine the clients compete with the server for CPU, and the lighter they are, the
+more of the measured latency is the server's. Every received frame is stamped with
+time.monotonic() (CLOCK_MONOTONIC: one clock for all processes of the machine) the
+moment its bytes arrive, and decoded only when the run collects the receipts.
+
+The run (bench/run.py) drives each worker process over a multiprocessing pipe.
+"""
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+
+_LINGER_RST = struct.pack("ii", 1, 0)
+
+
+def _masked(opcode: int, payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + body
+
+
+class Conn(asyncio.Protocol):
+    __slots__ = ("worker", "request", "buf", "opened", "transport", "ready")
+
+    def __init__(self, worker: "Worker", request: bytes) -> None:
+        self.worker = worker
+        self.request = request
+        self.buf = bytearray()
+        self.opened = worker.loop.create_future()
+        self.transport = None
+        self.ready = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        t = time.monotonic()
+        buf = self.buf
+        buf += data
+        if not self.ready:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(buf[: buf.find(b"\r\n")])
+            del buf[: end + 4]
+            if b" 101 " not in status:
+                if not self.opened.done():
+                    self.opened.set_exception(ConnectionError(status.decode(errors="replace")[:60]))
+                self.transport.close()
+                return
+            self.ready = True
+            self.opened.set_result(True)
+        got = self.worker.got
+        while True:
+            n = len(buf)
+            if n < 2:
+                return
+            b0, b1 = buf[0], buf[1]
+            length, offset = b1 & 0x7F, 2
+            if length == 126:
+                if n < 4:
+                    return
+                length, offset = int.from_bytes(buf[2:4], "big"), 4
+            elif length == 127:
+                if n < 10:
+                    return
+                length, offset = int.from_bytes(buf[2:10], "big"), 10
+            if n < offset + length:
+                return
+            payload = bytes(buf[offset : offset + length])
+            del buf[: offset + length]
+            opcode = b0 & 0x0F
+            if opcode in (0, 1, 2):
+                got(t, payload)
+            elif opcode == 9:  # ping
+                self.transport.write(_masked(0xA, payload))
+            elif opcode == 8:  # close
+                self.transport.write(_masked(0x8, payload[:2]))
+                self.transport.close()
+                return
+
+    def connection_lost(self, exc) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(exc or ConnectionError("closed during handshake"))
+        self.worker.conns.discard(self)
+        self.worker.closed_event_check()
+
+    def abort(self) -> None:
+        """Close with a RST: no TIME_WAIT eats the client's ephemeral ports between phases."""
+        sock = self.transport.get_extra_info("socket")
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        except OSError:
+            pass
+        self.transport.abort()
+
+
+class Worker:
+    def __init__(self, pipe) -> None:
+        self.pipe = pipe
+        self.conns: set[Conn] = set()
+        self.receipts: list[tuple[float, bytes]] = []
+        self.received = 0
+        self._all_closed: asyncio.Event | None = None
+
+    def got(self, t: float, payload: bytes) -> None:
+        self.receipts.append((t, payload))
+        self.received += 1
+
+    def closed_event_check(self) -> None:
+        if self._all_closed is not None and not self.conns:
+            self._all_closed.set()
+
+    async def _open(self, host: str, port: int, request: bytes, timeout: float) -> Conn:
+        made: list[Conn] = []
+
+        async def go():
+            _, conn = await self.loop.create_connection(lambda: made.append(Conn(self, request)) or made[0], host, port)
+            await conn.opened
+            return conn
+
+        try:
+            conn = await asyncio.wait_for(go(), timeout)
+        except BaseException:
+            if made and made[0].transport is not None:
+                made[0].abort()  # a late handshake must not leave an uncounted socket open
+            raise
+        self.conns.add(conn)
+        return conn
+
+    async def connect(self, host, port, path, origin, cookies, timeout) -> dict:
+        requests = []
+        for cookie in cookies:
+            key = base64.b64encode(os.urandom(16)).decode()
+            lines = [
+                f"GET {path} HTTP/1.1",
+                f"Host: {host}:{port}",
+                "Upgrade: websocket",
+                "Connection: Upgrade",
+                f"Sec-WebSocket-Key: {key}",
+                "Sec-WebSocket-Version: 13",
+                f"Origin: {origin}",
+            ]
+            if cookie:
+                lines.append(f"Cookie: {cookie}")
+            requests.append(("\r\n".join(lines) + "\r\n\r\n").encode())
+        done: list[float] = []
+        errors: Counter = Counter()
+        failed: list = []
+
+        async def one(request, cookie):
+            try:
+                await self._open(host, port, request, timeout)
+                done.append(time.monotonic())
+            except Exception as exc:  # noqa: BLE001 - counted and reported
+                errors[f"{type(exc).__name__}: {exc}"[:80]] += 1
+                failed.append(cookie)
+
+        await asyncio.gather(*(one(r, c) for r, c in zip(requests, cookies)))
+        return {"ok": len(done), "failed": len(failed), "failed_cookies": failed,
+                "last": max(done, default=None), "errors": dict(errors.most_common(5))}
+
+    def collect(self) -> list[tuple[float, str, object]]:
+        """(t, kind, key): kind "inform" with the notification id, or "text" with the frame's text."""
+        out = []
+        for t, payload in self.receipts:
+            try:
+                frame = json.loads(payload)
+            except ValueError:
+                out.append((t, "junk", None))
+                continue
+            if frame.get("type") == "inform":
+                out.append((t, "inform", frame.get("id")))
+            else:
+                out.append((t, frame.get("type", "?"), frame.get("text")))
+        self.receipts = []
+        self.received = 0
+        return out
+
+    async def close_all(self, timeout: float = 10) -> int:
+        n = len(self.conns)
+        self._all_closed = asyncio.Event()
+        for conn in list(self.conns):
+            conn.abort()
+        if self.conns:
+            try:
+                await asyncio.wait_for(self._all_closed.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        self._all_closed = None
+        self.conns.clear()
+        return n
+
+    async def serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        commands: asyncio.Queue = asyncio.Queue()
+
+        def reader():
+            while True:
+                try:
+                    msg = self.pipe.recv()
+                except (EOFError, OSError):
+                    msg = ("quit",)
+                self.loop.call_soon_threadsafe(commands.put_nowait, msg)
+                if msg[0] == "quit":
+                    return
+
+        threading.Thread(target=reader, daemon=True).start()
+        while True:
+            cmd, *args = await commands.get()
+            if cmd == "connect":
+                self.pipe.send(await self.connect(*args))
+            elif cmd == "count":
+                self.pipe.send({"received": self.received, "open": len(self.conns)})
+            elif cmd == "collect":
+                self.pipe.send(self.collect())
+            elif cmd == "close":
+                self.pipe.send(await self.close_all())
+            elif cmd == "quit":
+                await self.close_all(timeout=2)
+                return
+
+
+def worker_main(pipe) -> None:
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except Exception:  # noqa: BLE001
+        pass
+    asyncio.run(Worker(pipe).serve())

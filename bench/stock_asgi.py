@@ -1,0 +1,45 @@
+"""The site (mblog.asgi) plus /ws/stock/: the stock Channels pattern, for the baseline.
+
+Every /ws/stock/ socket is a consumer with its own layer channel in one group;
+a broadcast is one group_send that the layer delivers to each consumer, which
+dispatches it (with Channels' per-message thread hop) and sends it. Same
+middleware as the site, same daphne, same channel layer settings.
+
+    daphne bench.stock_asgi:application
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mblog.settings")
+
+from mblog.asgi import application as site  # noqa: E402  (sets Django up)
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
+from channels.routing import URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
+
+STOCK_GROUP = "bench-stock"
+STOCK_PATH = "/ws/stock/"
+
+
+class StockConsumer(AsyncWebsocketConsumer):
+    async def connect(self):
+        await self.channel_layer.group_add(STOCK_GROUP, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code):
+        await self.channel_layer.group_discard(STOCK_GROUP, self.channel_name)
+
+    async def bench_broadcast(self, event):
+        await self.send(text_data=event["text"])
+
+
+stock = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([path("ws/stock/", StockConsumer.as_asgi())])))
+
+
+async def application(scope, receive, send):
+    if scope["type"] == "websocket" and scope["path"].startswith(STOCK_PATH):
+        return await stock(scope, receive, send)
+    return await site(scope, receive, send)

@@ -1,0 +1,57 @@
+"""The fan-out benchmark (bench/run.py) runs end to end at a tiny N.
+
+It proves the harness works: every phase ran, the JSON has the figures the docs
+quote, the chart exists and no personal push was lost. It asserts no timings.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+def test_benchmark_runs_at_tiny_n(tmp_path):
+    pg = os.environ.get("DATABASE_URL", "")
+    if not pg.startswith("postgres"):
+        pytest.skip("the benchmark needs PostgreSQL (run with bin/test)")
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        pytest.skip("the benchmark needs Redis (run with bin/test)")
+    out = tmp_path / "bench.json"
+    cmd = [
+        sys.executable, str(ROOT / "bench" / "run.py"),
+        "--clients", "50", "--broadcasts", "2", "--burst", "2", "--rate", "50", "--seconds", "1",
+        "--push-threads", "2", "--max-seconds", "120",
+        # its own database (not the pytest one) and its own results file
+        "--database-url", pg.rsplit("/", 1)[0] + "/mblog_bench_smoke",
+        "--redis-url", redis_url,
+        "--out", str(out),
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    result = json.loads(out.read_text())
+    assert out.with_suffix(".png").stat().st_size > 1000
+    assert result["n"] == 50
+    for system in ("raw", "stock", "ours"):
+        fig = result[system]
+        assert set(fig) >= {"storm", "memory", "broadcast"}, system
+        assert fig["storm"]["attempted"] == 50
+        assert set(fig["broadcast"]) >= {"p50_ms", "p99_ms", "max_ms", "deliveries_per_s", "missing", "burst"}
+        assert fig["broadcast"]["broadcasts"] == 2
+        assert fig["broadcast"]["deliveries"] > 0
+        assert "kb_per_connection" in fig["memory"]
+    personal = result["personal"]
+    assert set(personal) >= {"sent", "received", "lost", "p50_ms", "p99_ms", "rate_achieved"}
+    assert personal["sent"] == 50
+    assert personal["lost"] == 0
+    assert set(result["ratios"]) >= {"broadcast_p99_ours_over_raw"}
+    assert set(result["goals"]) >= {"broadcast_p99_le_2x_raw", "personal_zero_lost"}
+    assert "broadcast p99" in proc.stdout  # the table
