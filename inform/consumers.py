@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import frames, push, selectors, services
+from . import frames, push, selectors, services, wire
 from .hub import get_hub
 
 log = logging.getLogger(__name__)
@@ -17,6 +17,7 @@ SYNC_BATCH = 200
 # A client that earns this many errors in a row without one good frame is closed.
 ABUSE_LIMIT = 50
 CLOSE_ABUSE = 4408
+_UNRESOLVED = object()
 
 
 class TokenBucket:
@@ -73,8 +74,14 @@ class GuardedConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=frames.dumps(frame))
 
     async def deliver(self, message: dict, frame: dict) -> None:
-        """Called by the hub with a pre-built ASGI message."""
-        await self.base_send(message)
+        """Called by the hub with a pre-built ASGI message (inform.wire.PreparedSend)."""
+        direct = self.__dict__.get("_direct_send", _UNRESOLVED)
+        if direct is _UNRESOLVED:
+            direct = self._direct_send = wire.direct_sender(self.base_send)
+        if direct is not None and isinstance(message, wire.PreparedSend):
+            direct(message)  # under daphne: the frame framed once, written to the connection
+        else:
+            await self.base_send(message)
 
 
 class InformConsumer(GuardedConsumer):
@@ -108,7 +115,7 @@ class InformConsumer(GuardedConsumer):
     async def deliver(self, message: dict, frame: dict) -> None:
         if frame.get("type") == "inform" and frame["id"] > self.cursor:
             self.cursor = frame["id"]
-        await self.base_send(message)
+        await super().deliver(message, frame)
 
     async def handle_frame(self, frame: dict) -> None:
         if not self.is_signed_in:

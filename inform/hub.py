@@ -22,7 +22,7 @@ from typing import Protocol
 
 from django.conf import settings
 
-from . import frames, push
+from . import frames, push, wire
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +110,14 @@ class Hub:
         if not sockets:
             return
         frame = message["frame"]
-        # One serialisation per broadcast; the ASGI message dict is shared by every send.
-        signed_in = {"type": "websocket.send", "text": frames.dumps(frame)}
+        # One serialisation (and, under daphne, one WebSocket framing) per broadcast; the
+        # ASGI message is shared by every send.
+        signed_in = wire.PreparedSend(frames.dumps(frame))
         anonymous = signed_in
         anonymous_frame = frame
         if kind == "site_update":
             anonymous_frame = message["anonymous_frame"]
-            anonymous = {"type": "websocket.send", "text": frames.dumps(anonymous_frame)}
+            anonymous = wire.PreparedSend(frames.dumps(anonymous_frame))
         for socket in sockets:
             try:
                 if socket.is_signed_in:

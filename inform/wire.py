@@ -1,0 +1,77 @@
+"""The last metre to the socket under daphne, measured (docs/performance.md).
+
+Used only when the server is daphne and falling back to the plain
+ASGI path anywhere else (tests' WebsocketCommunicator, uvicorn, ...):
+
+* ``PreparedSend``: the ASGI ``websocket.send`` message the hub builds once per
+  broadcast, which also carries the WebSocket frame, framed once. A socket whose
+  server is daphne writes those bytes to its connection with autobahn's
+  ``sendPreparedMessage`` (the API autobahn provides for broadcasting) instead of
+  going through Channels' session wrapper, daphne's reply dispatch and autobahn's
+  per-socket framing for every recipient.
+"""
+
+import functools
+import logging
+
+log = logging.getLogger(__name__)
+
+try:  # daphne (and with it autobahn) is what serves the site; tests may run without it
+    import txaio
+    from autobahn.websocket import protocol as _autobahn
+    from autobahn.websocket.protocol import PreparedMessage
+    from daphne.ws_protocol import WebSocketProtocol as _DaphneWebSocket
+except ImportError:  # pragma: no cover
+    _autobahn = _DaphneWebSocket = PreparedMessage = txaio = None
+
+
+class PreparedSend(dict):
+    """``{"type": "websocket.send", "text": text}`` plus the frame, built on first use."""
+
+    __slots__ = ("_prepared",)
+
+    def __init__(self, text: str) -> None:
+        super().__init__(type="websocket.send", text=text)
+        self._prepared = None
+
+    @property
+    def prepared(self):
+        if self._prepared is None:
+            self._prepared = PreparedMessage(self["text"].encode("utf8"), False, False, True)
+        return self._prepared
+
+
+def direct_sender(send):
+    """For a consumer's ASGI ``send``: a function writing a PreparedSend straight to the
+    daphne connection behind it, or None when there is no daphne connection to find.
+
+    The chain is the one daphne and Channels build: any number of wrappers whose
+    ``send`` is a bound method of an object holding the next one as ``real_send``
+    (Channels' session middleware), ending in ``partial(Server.handle_reply, protocol)``.
+    """
+    if _DaphneWebSocket is None:
+        return None
+    for _ in range(8):
+        if isinstance(send, functools.partial):
+            if getattr(send.func, "__name__", "") != "handle_reply" or not send.args:
+                return None
+            protocol = send.args[0]
+            if not isinstance(protocol, _DaphneWebSocket):
+                return None
+            return functools.partial(_send_prepared, protocol)
+        owner = getattr(send, "__self__", None)
+        send = getattr(owner, "real_send", None)
+        if send is None:
+            return None
+    return None
+
+
+def _send_prepared(protocol, message: PreparedSend) -> None:
+    # What daphne's Server.handle_reply and WebSocketProtocol.handle_reply would check.
+    if protocol.state != protocol.STATE_OPEN:
+        return  # closing or closed: daphne's path would raise Disconnected, the hub drops it
+    server = protocol.server
+    details = server.connections.get(protocol)
+    if details is None or details.get("disconnected"):
+        return
+    protocol.sendPreparedMessage(message.prepared)
