@@ -77,11 +77,14 @@ class Hub:
                 await self._stop()
 
     async def _stop(self) -> None:
-        for task in self._tasks:
+        # Forget the channel before waiting: the wait can be cancelled (daphne cancels an
+        # application that takes too long to close, as in a connection storm), and a hub
+        # left holding a channel whose receive loop is gone would never deliver again, nor
+        # let a socket join a new group (the layer has dropped the channel).
+        tasks, self._tasks, self.channel = self._tasks, [], None
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        self.channel = None
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _receive_loop(self) -> None:
         channel = self.channel
