@@ -32,10 +32,11 @@ def unread_count(user) -> int:
     """One query: a UNION ALL of two counts-to-be, so each side can use its own partial
     index (inform_unread for personal rows, inform_site_updates for site updates)."""
     receipts = SiteUpdateRead.objects.filter(user=user, notification=OuterRef("pk"))
-    personal = Notification.objects.filter(recipient=user, read_at__isnull=True).values("id")
+    personal = Notification.objects.filter(recipient=user, read_at__isnull=True).order_by().values("id")
     site = (
         Notification.objects.filter(recipient__isnull=True, id__gt=max(user.site_since, user.site_read_upto))
         .exclude(Exists(receipts))
+        .order_by()  # SQLite refuses ORDER BY inside a compound statement
         .values("id")
     )
     return personal.union(site, all=True).count()
