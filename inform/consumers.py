@@ -4,7 +4,9 @@ frame, call a service, forward what the hub delivers."""
 import logging
 import time
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import DenyConnection, StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -42,10 +44,28 @@ class GuardedConsumer(AsyncWebsocketConsumer):
     # No layer channel per socket: the process hub receives for every socket.
     channel_layer_alias = None
 
+    async def dispatch(self, message):
+        # Channels >= 4.2 hops to a worker thread (close_old_connections) before every
+        # handler, connects and disconnects included: in a connection storm all of those
+        # queue on one thread. Our handlers reach the database only through
+        # database_sync_to_async, which closes old connections itself, so skip the hop.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
+
     async def websocket_connect(self, message):
         self.bucket = TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST)
         self.strikes = 0
-        await super().websocket_connect(message)
+        try:
+            await self.connect()
+        except DenyConnection:
+            await self.close()
+
+    async def websocket_disconnect(self, message):
+        # The base class would discard layer groups (we have none) and hop to a thread.
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
     async def receive(self, text_data=None, bytes_data=None):
         if not self.bucket.take():
