@@ -505,7 +505,9 @@ def phase_ours(args, clients: Clients, env: dict, users: list) -> tuple[dict, di
     server = start_daphne("ours", port, env, args.backlog)
     try:
         warm(clients, port, "/ws/inform/")
+        prof = Profiler(args.profile, server, "ours-storm", 60)
         out = phase_memory_and_storm(clients, server, port, "/ws/inform/", args.clients, "ours")
+        prof.stop()
         prof = Profiler(args.profile, server, "ours-broadcast", 60)
         out["broadcast"] = run_broadcasts(
             clients, clients.open_count(), args.broadcasts, args.burst, lambda k, tag: push_site_update(k, tag)[0], "ours"

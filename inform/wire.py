@@ -10,10 +10,13 @@ ASGI path anywhere else (tests' WebsocketCommunicator, uvicorn, ...):
   ``send()`` on the socket when Twisted has nothing queued for it) instead of going
   through Channels' session wrapper, daphne's reply dispatch, autobahn's per-socket
   framing and Twisted's deferred write for every recipient.
+* ``defer_autobahn_config_dump()``: autobahn pretty-prints its whole protocol
+  configuration for a debug log line on every connection, debug logging on or not.
 """
 
 import functools
 import logging
+import pprint
 
 log = logging.getLogger(__name__)
 
@@ -111,3 +114,30 @@ def _write_now(transport, data: bytes) -> bool:
     if sent < len(data):
         transport.write(data[sent:])
     return True
+
+
+class _LazyPformat:
+    """pprint.pformat(obj), computed only if someone formats it."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj, *args, **kwargs) -> None:
+        self.obj = obj
+
+    def __str__(self) -> str:
+        return pprint.pformat(self.obj)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def defer_autobahn_config_dump() -> None:
+    """autobahn's WebSocketProtocol._connectionMade calls pprint.pformat on its ~50
+    configuration attributes for a log.debug line, whether debug logging is on or not:
+    py-spy put that at 24 % of daphne's CPU in a storm of 5,000 sockets
+    (docs/performance.md). Hand it a lazy value that is formatted only if the line is."""
+    if _autobahn is None or _autobahn.pformat is _LazyPformat:
+        return
+    _autobahn.pformat = _LazyPformat
+    # The module's one other caller must still get a real string back.
+    _autobahn.Timings.__str__ = lambda self: pprint.pformat(self._timings)
