@@ -1,8 +1,7 @@
 from django.contrib import messages as flash
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET
 
 from . import frames, selectors, services
 from .models import Message

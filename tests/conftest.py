@@ -20,6 +20,23 @@ def make_user(django_user_model):
     return make
 
 
+@pytest.fixture
+def alice(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user):
+    return make_user("bob")
+
+
+@pytest.fixture
+def as_alice(alice):
+    c = Client()
+    c.force_login(alice)
+    return c
+
+
 def session_cookie_for(user) -> str:
     client = Client()
     client.force_login(user)

@@ -39,7 +39,8 @@ def manage(*args) -> subprocess.CompletedProcess:
 
 
 def test_send_to_several_users(make_user):
-    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    make_user("alice"), make_user("bob")
+    carol = make_user("carol")
     out = run("send_inform", "--to", "alice", "--to", "bob", "--to", "alice", "--verb", "mention", "--text", "hi", "--url", "/x/")
     rows = list(Notification.objects.order_by("id").values_list("recipient__username", "verb", "text", "url"))
     assert rows == [("alice", "mention", "hi", "/x/"), ("bob", "mention", "hi", "/x/")]

@@ -16,23 +16,6 @@ API = "/inform/api"
 INFORM_KEYS = {"type", "id", "verb", "actor", "text", "url", "created"}
 
 
-@pytest.fixture
-def alice(make_user):
-    return make_user("alice")
-
-
-@pytest.fixture
-def bob(make_user):
-    return make_user("bob")
-
-
-@pytest.fixture
-def as_alice(alice):
-    c = Client()
-    c.force_login(alice)
-    return c
-
-
 def csrf_client(user) -> tuple[Client, str]:
     """A client that enforces CSRF, signed in, with the token a page would give it."""
     c = Client(enforce_csrf_checks=True)

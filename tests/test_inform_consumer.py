@@ -1,7 +1,6 @@
 import pytest
 from channels.db import database_sync_to_async
 
-from inform.models import Notification
 from inform.services import send_inform
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]

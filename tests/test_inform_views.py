@@ -70,23 +70,6 @@ def page(client: Client, path: str, status: int = 200) -> Page:
     return Page(r.content.decode())
 
 
-@pytest.fixture
-def alice(make_user):
-    return make_user("alice")
-
-
-@pytest.fixture
-def bob(make_user):
-    return make_user("bob")
-
-
-@pytest.fixture
-def as_alice(alice):
-    c = Client()
-    c.force_login(alice)
-    return c
-
-
 def fill(alice, bob, personal=3, site=2):
     ns = [send_inform(to=alice, verb="follow", text=f"p{i}", actor=bob)[0] for i in range(personal)]
     ns += [send_inform(everyone=True, verb="site_update", text=f"s{i}")[0] for i in range(site)]
