@@ -3,12 +3,14 @@ frame, call a service, forward what the hub delivers."""
 
 import logging
 import time
+from datetime import timedelta
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import DenyConnection, StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.utils import timezone
 
 from . import frames, push, selectors, services, wire
 from .hub import get_hub
@@ -20,6 +22,8 @@ SYNC_BATCH = 200
 ABUSE_LIMIT = 50
 CLOSE_ABUSE = 4408
 _UNRESOLVED = object()
+# Rows are stamped when inserted but announced when committed: look back this far.
+CATCH_UP_MARGIN = timedelta(minutes=1)
 
 
 class TokenBucket:
@@ -112,7 +116,8 @@ class InformConsumer(GuardedConsumer):
         self.is_signed_in = self.user.is_authenticated
         self.hub_groups = [push.SITE_GROUP]
         self.joined = False
-        self.cursor = 0  # highest id this socket has been sent (or was current at connect)
+        self.cursor = 0  # highest id this socket has been sent; 0: none yet
+        self.opened_at = timezone.now()
         if self.is_signed_in:
             self.hub_groups.append(push.user_group(self.user.pk))
         try:
@@ -124,8 +129,6 @@ class InformConsumer(GuardedConsumer):
             await self.close(code=1011)
             return
         self.joined = True
-        if self.is_signed_in:
-            self.cursor = await database_sync_to_async(selectors.latest_notification_id)()
         await self.accept()
 
     async def disconnect(self, code):
@@ -170,6 +173,12 @@ class InformConsumer(GuardedConsumer):
         return selectors.notifications_after(self.user, after, SYNC_BATCH), selectors.unread_count(self.user)
 
     async def catch_up(self) -> None:
-        """The hub lost pushes while the layer was down: send what this socket missed."""
-        if self.is_signed_in:
-            await self.send_stream_after(self.cursor)
+        """The hub lost pushes while the layer was down: send what this socket missed.
+        A socket that has had nothing yet starts from shortly before it opened (the
+        client drops ids it already has), which spares every connect a query."""
+        if not self.is_signed_in:
+            return
+        after = self.cursor
+        if after == 0:
+            after = await database_sync_to_async(selectors.last_id_before)(self.user, self.opened_at - CATCH_UP_MARGIN)
+        await self.send_stream_after(after)

@@ -49,3 +49,8 @@ def notifications_after(user, after: int, limit: int) -> list[Notification]:
 
 def latest_stream_id(user) -> int:
     return stream(user).aggregate(m=Max("id"))["m"] or 0
+
+
+def last_id_before(user, when) -> int:
+    """The newest id of the user's stream created before `when` (0 if none)."""
+    return stream(user).filter(created__lt=when).aggregate(m=Max("id"))["m"] or 0
