@@ -216,3 +216,17 @@ def login(live_url):
         context.add_cookies([{"name": name, "value": value, "url": live_url}])
 
     return add_session
+
+
+@pytest.fixture(scope="session", autouse=True)
+def close_pooled_connections(django_db_setup, django_db_blocker):
+    """Return pooled connections before pytest-django drops the test database (an open
+    pool would keep it "being accessed by other users" and leave it behind)."""
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for conn in connections.all(initialized_only=True):
+            conn.close()
+            if getattr(conn, "pool", None):
+                conn.close_pool()
