@@ -85,13 +85,13 @@ class Socket:
 @pytest.fixture
 async def sockets():
     """Open sockets with `await sockets.open(path, user=…)`; all closed at teardown."""
-    from asgiref.sync import sync_to_async
+    from channels.db import database_sync_to_async
 
     opened: list[Socket] = []
 
     class Opener:
         async def open(self, path="/ws/inform/", user=None, origin=ORIGIN, expect=True) -> Socket:
-            cookie = await sync_to_async(session_cookie_for)(user) if user is not None else None
+            cookie = await database_sync_to_async(session_cookie_for)(user) if user is not None else None
             s = Socket(path, cookie, origin)
             opened.append(s)
             ok = await s.connect()

@@ -2,7 +2,7 @@
 publish or push again (checked on a real socket)."""
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async as sync_to_async  # closes its connections
 from channels.db import database_sync_to_async as db
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.test import Client
