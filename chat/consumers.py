@@ -41,10 +41,6 @@ CATCH_UP_MAX = 1000
 db = database_sync_to_async
 
 
-def heartbeat_seconds() -> float:
-    return settings.CHAT_PRESENCE_HEARTBEAT
-
-
 class ChatConsumer(GuardedConsumer):
     client_schema = frames.CLIENT_FRAME
 
@@ -135,7 +131,7 @@ class ChatConsumer(GuardedConsumer):
 
     async def _beat(self) -> None:
         while True:
-            await asyncio.sleep(heartbeat_seconds())
+            await asyncio.sleep(settings.CHAT_PRESENCE_HEARTBEAT)
             try:
                 users, changed = await db(services.presence_beat)(room=self.room, user=self.user, conn=self.conn)
                 if changed:

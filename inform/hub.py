@@ -177,12 +177,9 @@ class Hub:
         if not await self._probe(timeout=max(5.0, 2 * settings.INFORM_HUB_PROBE_INTERVAL)):
             return
         self.healthy = True
-        log.warning("channel layer is back; %d sockets catch up from the database", self._socket_count())
         sockets = {s for members in self.members.values() for s in members}
+        log.warning("channel layer is back; %d sockets catch up from the database", len(sockets))
         await asyncio.gather(*(s.catch_up() for s in sockets), return_exceptions=True)
-
-    def _socket_count(self) -> int:
-        return len({s for members in self.members.values() for s in members})
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
