@@ -21,7 +21,6 @@ SYNC_BATCH = 200
 # A client that earns this many errors in a row without one good frame is closed.
 ABUSE_LIMIT = 50
 CLOSE_ABUSE = 4408
-_UNRESOLVED = object()
 # Rows are stamped when inserted but announced when committed: look back this far.
 CATCH_UP_MARGIN = timedelta(minutes=1)
 
@@ -59,6 +58,9 @@ class GuardedConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def websocket_connect(self, message):
+        # Found now rather than on the first delivery: a broadcast right after a connection
+        # storm would otherwise allocate for every socket in the middle of its fan-out.
+        self._direct_send = wire.direct_sender(self.base_send)
         self.bucket = TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST)
         self.strikes = 0
         try:
@@ -99,9 +101,7 @@ class GuardedConsumer(AsyncWebsocketConsumer):
 
     async def deliver(self, message: dict, frame: dict) -> None:
         """Called by the hub with a pre-built ASGI message (inform.wire.PreparedSend)."""
-        direct = self.__dict__.get("_direct_send", _UNRESOLVED)
-        if direct is _UNRESOLVED:
-            direct = self._direct_send = wire.direct_sender(self.base_send)
+        direct = self._direct_send
         if direct is not None and isinstance(message, wire.PreparedSend):
             direct(message)  # under daphne: the frame framed once, written to the connection
         else:
