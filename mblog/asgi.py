@@ -1,3 +1,4 @@
+import gc
 import logging
 import os
 
@@ -49,3 +50,7 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(auth_stack(URLRouter(inform_ws + chat_ws))),
     }
 )
+
+# Everything imported so far lives as long as the process: keep it out of every future
+# garbage collection (the full ones scan every tracked object; docs/performance.md).
+gc.freeze()
