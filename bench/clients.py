@@ -12,6 +12,7 @@ The run (bench/run.py) drives each worker process over a multiprocessing pipe.
 
 import asyncio
 import base64
+import gc
 import json
 import os
 import socket
@@ -220,13 +221,20 @@ class Worker:
         while True:
             cmd, *args = await commands.get()
             if cmd == "connect":
-                self.pipe.send(await self.connect(*args))
+                result = await self.connect(*args)
+                # Open connections live until "close": keep them out of the full collections
+                # that would otherwise pause this process (and stamp receipts late) mid-broadcast.
+                gc.collect()
+                gc.freeze()
+                self.pipe.send(result)
             elif cmd == "count":
                 self.pipe.send({"received": self.received, "open": len(self.conns)})
             elif cmd == "collect":
                 self.pipe.send(self.collect())
             elif cmd == "close":
-                self.pipe.send(await self.close_all())
+                closed = await self.close_all()
+                gc.unfreeze()
+                self.pipe.send(closed)
             elif cmd == "quit":
                 await self.close_all(timeout=2)
                 return

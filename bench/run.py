@@ -358,6 +358,7 @@ def broadcast_figures(receipts: list, pushes: dict, n: int, last_times: list) ->
         "first_p50_ms": ms(pct([firsts[k] - pushes[k] for k in firsts], 50)),
         "last_p50_ms": ms(pct(spans, 50)),
         "last_max_ms": ms(max(spans, default=None)),
+        "spans_ms": [ms(lasts[k] - pushes[k]) for k in pushes if k in lasts],
         "deliveries_per_s": round(delivered / sum(spans)) if spans and sum(spans) > 0 else None,
         "_latencies": lat,
     }
