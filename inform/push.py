@@ -47,20 +47,15 @@ def notify_informs(notifications: Iterable) -> None:
     notifications = list(notifications)
 
     def push() -> None:
-        from django.contrib.auth import get_user_model
+        from .selectors import unread_counts
 
-        from .selectors import unread_count
-
-        # The count needs the recipients' current read watermark, not the caller's copy
-        # of the user row (which another tab's read_all may have made stale).
-        recipients = get_user_model().objects.only("id", "site_since", "site_read_upto").in_bulk(
-            {n.recipient_id for n in notifications}
-        )
+        # Counts read after commit, with the recipients' stored read watermarks (another
+        # tab's read_all may have moved them); a recipient deleted since has no count.
+        counts = unread_counts({n.recipient_id for n in notifications})
         for n in notifications:
-            if n.recipient_id not in recipients:  # deleted since
-                continue
-            frame = frames.inform_frame(n, unread=unread_count(recipients[n.recipient_id]))
-            _group_send(user_group(n.recipient_id), {"kind": "personal", "frame": frame})
+            if n.recipient_id in counts:
+                frame = frames.inform_frame(n, unread=counts[n.recipient_id])
+                _group_send(user_group(n.recipient_id), {"kind": "personal", "frame": frame})
 
     _after_commit(push)
 
