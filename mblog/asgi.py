@@ -11,12 +11,12 @@ from channels.auth import AuthMiddleware  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from channels.sessions import CookieMiddleware, SessionMiddleware  # noqa: E402
-from django.contrib.auth.models import AnonymousUser  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from chat.routing import websocket_urlpatterns as chat_ws  # noqa: E402
 from inform.routing import websocket_urlpatterns as inform_ws  # noqa: E402
 from inform.wire import defer_autobahn_config_dump  # noqa: E402
+from mblog.ws_auth import user_for_scope  # noqa: E402
 
 defer_autobahn_config_dump()
 
@@ -30,14 +30,11 @@ if not settings.REDIS_URL:
 
 class SessionAuthMiddleware(AuthMiddleware):
     """Channels' AuthMiddleware, minus the database trip (and its thread hop) for a
-    socket that carries no session cookie: in a storm of anonymous sockets those hops
-    all queue on one thread."""
+    socket that carries no session cookie, and with signed-in handshakes resolved in
+    batches (mblog.ws_auth): in a connection storm those trips all queue on one thread."""
 
     async def resolve_scope(self, scope):
-        if settings.SESSION_COOKIE_NAME in scope["cookies"]:
-            await super().resolve_scope(scope)
-        else:
-            scope["user"]._wrapped = AnonymousUser()
+        scope["user"]._wrapped = await user_for_scope(scope)
 
 
 def auth_stack(inner):

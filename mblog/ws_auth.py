@@ -1,0 +1,126 @@
+"""Session authentication for WebSocket handshakes, batched.
+
+Channels' AuthMiddleware reads the session row and then the user row for every socket,
+one socket at a time on Channels' single database thread: ~1.1 ms of CPU per socket
+here, so after a restart a reconnect storm of 5,000 signed-in browsers outlasts
+daphne's handshake timeout and none get in (docs/performance.md). Here the handshakes
+that arrive while one batch is being read wait for the next: two queries per batch
+(sessions, then users) and, for each socket, Django's own session decoding and the
+same checks as Channels' get_user (backend, active user, session hash).
+
+Anything out of the ordinary (a session that does not verify, another backend, another
+session engine) goes through Channels' get_user unchanged, which also flushes a session
+whose hash does not match.
+"""
+
+import asyncio
+import weakref
+
+from channels.auth import get_user
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model, load_backend
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.db import SessionStore as DbSessionStore
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
+from django.utils.module_loading import import_string
+
+BATCH = 200  # sessions per pair of queries
+_MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+async def user_for_scope(scope):
+    """The scope's user: AnonymousUser without a session cookie, else the session's user."""
+    key = scope["cookies"].get(settings.SESSION_COOKIE_NAME)
+    if not key:
+        return AnonymousUser()
+    if _batchable():
+        user = await _batcher().user_for(key)
+        if user is not None:
+            return user
+    return await get_user(scope)
+
+
+def _batchable() -> bool:
+    store = import_string(settings.SESSION_ENGINE + ".SessionStore")
+    return issubclass(store, DbSessionStore) and _MODEL_BACKEND in settings.AUTHENTICATION_BACKENDS
+
+
+def users_for_session_keys(keys: list[str]) -> dict:
+    """{session key: user} for the keys whose live session verifies as Channels' get_user
+    would verify it with ModelBackend; the other keys are left out."""
+    store_class = import_string(settings.SESSION_ENGINE + ".SessionStore")
+    model = store_class.get_model_class()
+    rows = model.objects.filter(session_key__in=keys, expire_date__gt=timezone.now()).values_list(
+        "session_key", "session_data"
+    )
+    decoder = store_class()
+    User = get_user_model()
+    claimed = {}
+    for key, data in rows:
+        session = decoder.decode(data)
+        if session.get(BACKEND_SESSION_KEY) != _MODEL_BACKEND or not session.get(HASH_SESSION_KEY):
+            continue
+        try:
+            claimed[key] = (User._meta.pk.to_python(session[SESSION_KEY]), session[HASH_SESSION_KEY])
+        except Exception:  # noqa: BLE001 - a malformed session: the slow path decides
+            continue
+    backend: ModelBackend = load_backend(_MODEL_BACKEND)
+    users = User._default_manager.in_bulk({user_id for user_id, _ in claimed.values()})
+    verified = {}
+    for key, (user_id, session_hash) in claimed.items():
+        user = users.get(user_id)
+        if (
+            user is not None
+            and backend.user_can_authenticate(user)
+            and constant_time_compare(session_hash, user.get_session_auth_hash())
+        ):
+            verified[key] = user
+    return verified
+
+
+class _Batcher:
+    def __init__(self) -> None:
+        self.waiting: dict[str, list[asyncio.Future]] = {}
+        self.reading = False
+
+    async def user_for(self, key: str):
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.setdefault(key, []).append(future)
+        if not self.reading:
+            self.reading = True
+            asyncio.create_task(self._read())
+        return await future
+
+    async def _read(self) -> None:
+        try:
+            while self.waiting:
+                keys = list(self.waiting)[:BATCH]
+                batch = {key: self.waiting.pop(key) for key in keys}
+                try:
+                    users = await database_sync_to_async(users_for_session_keys)(keys)
+                except Exception as exc:  # noqa: BLE001 - every waiting handshake learns why
+                    for futures in batch.values():
+                        for f in futures:
+                            if not f.done():
+                                f.set_exception(exc)
+                    continue
+                for key, futures in batch.items():
+                    for f in futures:
+                        if not f.done():
+                            f.set_result(users.get(key))
+        finally:
+            self.reading = False
+
+
+_batchers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher]" = weakref.WeakKeyDictionary()
+
+
+def _batcher() -> _Batcher:
+    loop = asyncio.get_running_loop()
+    batcher = _batchers.get(loop)
+    if batcher is None:
+        batcher = _batchers[loop] = _Batcher()
+    return batcher
