@@ -47,6 +47,19 @@ class GuardedConsumer(AsyncWebsocketConsumer):
     # No layer channel per socket: the process hub receives for every socket.
     channel_layer_alias = None
 
+    async def __call__(self, scope, receive, send):
+        # AsyncConsumer.__call__ minus await_many_dispatch, which keeps a second task (and
+        # asyncio.wait's waiter) per socket for the one source there is to wait on; an idle
+        # socket costs that much less memory (docs/performance.md).
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+
     async def dispatch(self, message):
         # Channels >= 4.2 hops to a worker thread (close_old_connections) before every
         # handler, connects and disconnects included: in a connection storm all of those
