@@ -1,4 +1,4 @@
-"""Session authentication for WebSocket handshakes, batched.
+"""Session authentication for WebSocket handshakes: one middleware, sessions read in batches.
 
 Channels' AuthMiddleware reads the session row and then the user row for every socket,
 one socket at a time on Channels' single database thread: ~1.1 ms of CPU per socket
@@ -15,6 +15,7 @@ whose hash does not match.
 
 import asyncio
 import weakref
+from importlib import import_module
 
 from channels.auth import get_user
 from channels.db import database_sync_to_async
@@ -23,12 +24,36 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore as DbSessionStore
+from django.http.cookie import parse_cookie
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
 BATCH = 200  # sessions per pair of queries
 _MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+class WebSocketAuthMiddleware:
+    """Sets scope["cookies"], scope["session"] and scope["user"] as Channels'
+    CookieMiddleware, SessionMiddleware and AuthMiddleware would, in one step and one copy
+    of the scope. Those three keep three scope copies, a session wrapper and three
+    suspended coroutines alive for as long as each socket is open (docs/performance.md);
+    their session wrapper saves sessions only on HTTP responses, so a WebSocket loses
+    nothing without it."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        cookies = {}
+        for name, value in scope["headers"]:
+            if name == b"cookie":
+                cookies = parse_cookie(value.decode("latin1"))
+                break
+        store = import_module(settings.SESSION_ENGINE).SessionStore
+        scope = dict(scope, cookies=cookies, session=store(cookies.get(settings.SESSION_COOKIE_NAME)))
+        scope["user"] = await user_for_scope(scope)
+        return await self.inner(scope, receive, send)
 
 
 async def user_for_scope(scope):

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from mblog.ws_auth import user_for_scope, users_for_session_keys
 
-from .conftest import session_cookie_for
+from .conftest import Socket, session_cookie_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,7 +51,7 @@ async def test_concurrent_handshakes_each_get_their_own_user(make_user):
 
 
 @pytest.mark.asyncio
-async def test_a_changed_password_signs_the_socket_out_and_flushes_the_session(sockets, make_user):
+async def test_a_changed_password_signs_the_socket_out_and_flushes_the_session(make_user):
     alice = await database_sync_to_async(make_user)("alice")
     key = await database_sync_to_async(session_key_for)(alice)
 
@@ -60,7 +60,6 @@ async def test_a_changed_password_signs_the_socket_out_and_flushes_the_session(s
         alice.save()
 
     await database_sync_to_async(change_password)()
-    from .conftest import Socket
 
     s = Socket("/ws/inform/", f"{settings.SESSION_COOKIE_NAME}={key}")
     assert await s.connect()
@@ -83,3 +82,17 @@ async def test_unknown_cookie_and_no_cookie_are_anonymous():
     unknown = "x" * 32
     scope = {"cookies": {settings.SESSION_COOKIE_NAME: unknown}, "session": SessionStore(unknown)}
     assert not (await user_for_scope(scope)).is_authenticated
+
+
+@pytest.mark.asyncio
+async def test_the_session_cookie_is_found_among_other_cookies(make_user):
+
+    alice = await database_sync_to_async(make_user)("alice")
+    key = await database_sync_to_async(session_key_for)(alice)
+    s = Socket("/ws/inform/", f"csrftoken=abc; {settings.SESSION_COOKIE_NAME}={key}; theme=dark")
+    assert await s.connect()
+    try:
+        await s.send({"type": "sync", "after": 0})
+        assert (await s.recv()) == {"type": "unread", "unread": 0}
+    finally:
+        await s.close()
