@@ -82,7 +82,12 @@ def _share_factory_config(protocol) -> None:
     if "_factory_config_shared" in cls.__dict__:
         return
     for name in protocol.CONFIG_ATTRS:
-        setattr(cls, name, getattr(protocol.factory, name))
+        value = getattr(protocol.factory, name)
+        # A function on the class would become a method of each connection (autobahn's
+        # perMessageCompressionAccept would be called with the protocol as its offers):
+        # those stay per connection.
+        if not hasattr(type(value), "__get__"):
+            setattr(cls, name, value)
     cls._factory_config_shared = True
 
 
