@@ -527,7 +527,9 @@ def phase_ours(args, clients: Clients, env: dict, users: list) -> tuple[dict, di
 def phase_personal(args, clients: Clients, server: Server, port: int, users: list) -> dict:
     n = len(users)
     log(f"personal: {n} signed-in sockets connect at once")
+    prof = Profiler(args.profile, server, "ours-signed-in-storm", 60)
     storm = clients.connect(port, "/ws/inform/", [cookie for _, cookie in users])
+    prof.stop()
     log(f"  personal: {storm['ok']}/{n} connected in {storm['seconds']} s; failed {storm['failed']} {storm['errors'] or ''}")
     top_up(clients, port, "/ws/inform/", clients.last_failed, "personal")
     time.sleep(1.0)
