@@ -44,13 +44,11 @@ class TokenBucket:
 class GuardedConsumer(AsyncWebsocketConsumer):
     """Rate limit, size limit and error frames shared by /ws/inform/ and /ws/chat/."""
 
-    # No layer channel per socket: the process hub receives for every socket.
-    channel_layer_alias = None
-
     async def __call__(self, scope, receive, send):
-        # AsyncConsumer.__call__ minus await_many_dispatch, which keeps a second task (and
-        # asyncio.wait's waiter) per socket for the one source there is to wait on; an idle
-        # socket costs that much less memory (docs/performance.md).
+        # AsyncConsumer.__call__ without a layer channel per socket (the process hub receives
+        # for every socket) and so without await_many_dispatch, which keeps a second task
+        # (and asyncio.wait's waiter) per socket for the one source there is to wait on; an
+        # idle socket costs that much less memory (docs/performance.md).
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
@@ -182,7 +180,7 @@ class InformConsumer(GuardedConsumer):
         await self.send_frame(frames.unread_frame(unread))
 
     def _read_batch(self, after: int):
-        self.user.refresh_from_db(fields=["site_read_upto"])
+        # unread_count reads the stored read watermark itself: another tab may have moved it.
         return selectors.notifications_after(self.user, after, SYNC_BATCH), selectors.unread_count(self.user)
 
     async def catch_up(self) -> None:
