@@ -15,7 +15,6 @@ whose hash does not match.
 
 import asyncio
 import weakref
-from importlib import import_module
 
 from channels.auth import get_user
 from channels.db import database_sync_to_async
@@ -50,8 +49,8 @@ class WebSocketAuthMiddleware:
             if name == b"cookie":
                 cookies = parse_cookie(value.decode("latin1"))
                 break
-        store = import_module(settings.SESSION_ENGINE).SessionStore
-        scope = dict(scope, cookies=cookies, session=store(cookies.get(settings.SESSION_COOKIE_NAME)))
+        session = _session_store()(cookies.get(settings.SESSION_COOKIE_NAME))
+        scope = dict(scope, cookies=cookies, session=session)
         scope["user"] = await user_for_scope(scope)
         return await self.inner(scope, receive, send)
 
@@ -68,15 +67,18 @@ async def user_for_scope(scope):
     return await get_user(scope)
 
 
+def _session_store():
+    return import_string(settings.SESSION_ENGINE + ".SessionStore")
+
+
 def _batchable() -> bool:
-    store = import_string(settings.SESSION_ENGINE + ".SessionStore")
-    return issubclass(store, DbSessionStore) and _MODEL_BACKEND in settings.AUTHENTICATION_BACKENDS
+    return issubclass(_session_store(), DbSessionStore) and _MODEL_BACKEND in settings.AUTHENTICATION_BACKENDS
 
 
 def users_for_session_keys(keys: list[str]) -> dict:
     """{session key: user} for the keys whose live session verifies as Channels' get_user
     would verify it with ModelBackend; the other keys are left out."""
-    store_class = import_string(settings.SESSION_ENGINE + ".SessionStore")
+    store_class = _session_store()
     model = store_class.get_model_class()
     rows = model.objects.filter(session_key__in=keys, expire_date__gt=timezone.now()).values_list(
         "session_key", "session_data"
