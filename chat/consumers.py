@@ -25,17 +25,14 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from inform import frames as inform_frames
-from inform import push
-from inform.consumers import GuardedConsumer
-from inform.hub import get_hub
+from realtime.consumer import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, GuardedConsumer
+from realtime.frames import error_frame
+from realtime.hub import get_hub
 
-from . import frames, selectors, services
+from . import frames, push, selectors, services
 
 log = logging.getLogger(__name__)
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_NOT_FOUND = 4404
 CATCH_UP_MAX = 1000
 
 db = database_sync_to_async
@@ -56,12 +53,12 @@ class ChatConsumer(GuardedConsumer):
         user = self.scope["user"]
         await self.accept()
         if not user.is_authenticated:
-            await self.send_frame(inform_frames.error_frame("unauthenticated", "sign in to chat"))
+            await self.send_frame(error_frame("unauthenticated", "sign in to chat"))
             return await self.close(code=CLOSE_UNAUTHENTICATED)
         try:
-            self.room = await db(services.room_create)(name=self.scope["url_route"]["kwargs"]["room"], by=user)
+            self.room = await db(services.room_get_or_create)(name=self.scope["url_route"]["kwargs"]["room"], by=user)
         except services.ChatError as exc:
-            await self.send_frame(inform_frames.error_frame("not_found", str(exc)))
+            await self.send_frame(error_frame("not_found", str(exc)))
             return await self.close(code=CLOSE_NOT_FOUND)
         self.user, self.is_signed_in = user, True
         self.group = push.room_group(self.room.id)
@@ -69,7 +66,7 @@ class ChatConsumer(GuardedConsumer):
             await get_hub().join(self, [self.group])
         except Exception as exc:
             log.warning("chat socket could not join %s: %s", self.group, exc)
-            await self.send_frame(inform_frames.error_frame("unavailable", "chat is unavailable; retry soon"))
+            await self.send_frame(error_frame("unavailable", "chat is unavailable; retry soon"))
             return await self.close(code=1011)
         self.joined = True
         await self.send_since(self._after_param())
@@ -171,4 +168,4 @@ class ChatConsumer(GuardedConsumer):
         try:
             await db(services.chat_message_post)(room=self.room, author=self.user, text=frame["text"])
         except services.ChatError as exc:
-            await self.send_frame(inform_frames.error_frame("bad_request", str(exc)))
+            await self.send_frame(error_frame("bad_request", str(exc)))

@@ -1,4 +1,4 @@
-"""Writes of the chat app. Every push goes through inform.push, after the write commits."""
+"""Writes of the chat app. Every push goes through chat.push, after the write commits."""
 
 import re
 
@@ -6,15 +6,15 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from inform import push
 from inform.models import Verb
+from mblog.errors import ApplicationError
 from inform.services import send_inform
 
-from . import frames, selectors
+from . import frames, push, selectors
 from .models import Message, Presence, Room, room_name_validator
 
 
-class ChatError(ValueError):
+class ChatError(ApplicationError):
     """Bad input; nothing was changed."""
 
 
@@ -27,7 +27,7 @@ def clean_room_name(name: str) -> str:
     return name
 
 
-def room_create(*, name: str, by=None) -> Room:
+def room_get_or_create(*, name: str, by=None) -> Room:
     """The room of that name, created if it does not exist yet (any signed-in user may)."""
     name = clean_room_name(name)
     room, _ = Room.objects.get_or_create(name=name, defaults={"created_by": by})

@@ -16,7 +16,7 @@ def room_list(request):
             return redirect(f"/accounts/login/?next={request.path}")
         name = request.POST.get("name", "")
         try:
-            room = services.room_create(name=name, by=request.user)
+            room = services.room_get_or_create(name=name, by=request.user)
         except services.ChatError as exc:
             error = str(exc)
         else:
@@ -40,7 +40,7 @@ def room_detail(request, room):
         return redirect("chat_room", name)
     if not request.user.is_authenticated:  # the page asks them to sign in
         return render(request, "chat/room.html", {"name": name, "room": None})
-    chat_room = services.room_create(name=name, by=request.user)
+    chat_room = services.room_get_or_create(name=name, by=request.user)
     if request.method == "POST":  # the no-JavaScript way to talk
         try:
             services.chat_message_post(room=chat_room, author=request.user, text=request.POST.get("text", ""))

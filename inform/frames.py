@@ -1,11 +1,10 @@
-"""Every frame the browser sees on /ws/inform/, and the schema of what it may send.
+"""Every frame the browser sees on /ws/inform/, and the schema of what it may send."""
 
-The wire format lives here and only here (tests check frames against it)."""
-
-import json
 from datetime import datetime
 
 from jsonschema import Draft202012Validator
+
+from realtime.frames import parse_client_frame as _parse
 
 from .models import Notification
 
@@ -46,14 +45,6 @@ def site_update_feed_frame(n: Notification) -> dict:
     )
 
 
-def error_frame(code: str, detail: str) -> dict:
-    return {"type": "error", "code": code, "detail": detail}
-
-
-def dumps(frame: dict) -> str:
-    return json.dumps(frame, separators=(",", ":"))
-
-
 _id = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 
 CLIENT_FRAME = Draft202012Validator(
@@ -80,20 +71,5 @@ CLIENT_FRAME = Draft202012Validator(
 )
 
 
-class BadFrame(ValueError):
-    pass
-
-
-def parse_client_frame(text: str | None, validator: Draft202012Validator = CLIENT_FRAME) -> dict:
-    """Decode and validate one client frame; BadFrame says what is wrong, in words."""
-    if text is None:
-        raise BadFrame("frames must be JSON text, not binary")
-    try:
-        frame = json.loads(text)
-    except ValueError:
-        raise BadFrame("frame is not valid JSON") from None
-    error = next(iter(sorted(validator.iter_errors(frame), key=lambda e: len(e.path))), None)
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "frame"
-        raise BadFrame(f"{where}: {error.message}")
-    return frame
+def parse_client_frame(text: str | None) -> dict:
+    return _parse(text, CLIENT_FRAME)

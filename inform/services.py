@@ -7,6 +7,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from mblog.errors import ApplicationError
+
 from . import push
 from .models import Notification, SiteUpdateRead, Verb
 from .selectors import latest_notification_id, stream, unread_count
@@ -14,7 +16,7 @@ from .selectors import latest_notification_id, stream, unread_count
 User = get_user_model()
 
 
-class InformError(ValueError):
+class InformError(ApplicationError):
     """Bad arguments or ids that are not the user's: nothing was changed."""
 
 
@@ -67,7 +69,7 @@ def notifications_mark_read(user, ids: list[int]) -> int:
         found = dict(stream(user).filter(id__in=ids).values_list("id", "recipient_id"))
         missing = [i for i in ids if i not in found]
         if missing:
-            raise InformError(f"not your notifications: {missing[:10]}")
+            raise InformError(f"not your notifications: {missing[:10]}", code="not_found")
         personal = [i for i, r in found.items() if r is not None]
         site = [i for i, r in found.items() if r is None and i > user.site_read_upto]
         Notification.objects.filter(id__in=personal, read_at__isnull=True).update(read_at=timezone.now())

@@ -8,6 +8,8 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from realtime.frames import BadFrame
+
 from . import frames, selectors, services
 
 MAX_LIMIT = 200
@@ -46,8 +48,12 @@ def mark_read_form(request):
         services.notifications_mark_all_read(request.user)
     else:
         try:
-            services.notifications_mark_read(request.user, [int(i) for i in request.POST.getlist("id")])
-        except (ValueError, services.InformError):
+            ids = [int(i) for i in request.POST.getlist("id")]
+        except ValueError:
+            ids = []
+        try:
+            services.notifications_mark_read(request.user, ids)
+        except services.InformError:
             pass
     target = request.POST.get("next")
     if not target or not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
@@ -86,7 +92,7 @@ def api_read(request):
         return JsonResponse({"unread": services.notifications_mark_all_read(request.user)})
     try:
         frame = frames.parse_client_frame(json.dumps({"type": "read", "ids": (body or {}).get("ids")}))
-    except (frames.BadFrame, AttributeError) as exc:
+    except (BadFrame, AttributeError) as exc:
         return _bad_request(f'send {{"ids": [..]}} or {{"all": true}} ({exc})')
     try:
         return JsonResponse({"unread": services.notifications_mark_read(request.user, frame["ids"])})

@@ -9,6 +9,7 @@ from inform import push
 from inform.models import Verb
 from inform.services import send_inform
 
+from .errors import ApplicationError
 from .models import Follow, Post, Reply, User
 
 MENTION = re.compile(r"(?<![\w@])@([\w.+-]{1,150})")
@@ -20,14 +21,14 @@ def post_create(*, author: User, title: str, body: str) -> Post:
 
 def reply_create(*, author: User, post: Post, body: str, parent: Reply | None = None) -> Reply:
     if parent is not None and parent.post_id != post.pk:
-        raise ValueError("the parent reply belongs to another post")
+        raise ApplicationError("the parent reply belongs to another post")
     return Reply.objects.create(author=author, post=post, parent=parent, body=body.strip())
 
 
 def follow_toggle(*, follower: User, followed: User) -> bool:
     """Follow or unfollow; returns whether follower now follows followed."""
     if follower.pk == followed.pk:
-        raise ValueError("you cannot follow yourself")
+        raise ApplicationError("you cannot follow yourself")
     with transaction.atomic():
         deleted, _ = Follow.objects.filter(follower=follower, followed=followed).delete()
         if deleted:

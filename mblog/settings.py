@@ -90,7 +90,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The channel layer. Pub/sub was chosen on measurement (README, docs/performance.md):
 # one PUBLISH per group_send and no per-channel capacity to overflow. Every daphne
-# process holds one layer channel (inform.hub), so subscriptions grow with
+# process holds one layer channel (realtime.hub), so subscriptions grow with
 # processes and distinct signed-in users, not with sockets.
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 from inform.health import channel_layer_ok
 
 from . import selectors, services
+from .errors import ApplicationError
 from .forms import PostForm, ReplyForm, SignupForm
 from .models import Follow, Post, Reply, User
 
@@ -50,8 +51,8 @@ def follow_toggle(request, username):
     person = get_object_or_404(User, username=username)
     try:
         services.follow_toggle(follower=request.user, followed=person)
-    except ValueError as exc:
-        return HttpResponseBadRequest(str(exc))
+    except ApplicationError as exc:
+        return HttpResponseBadRequest(exc.message)
     return redirect("profile", username=username)
 
 

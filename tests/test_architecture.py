@@ -1,21 +1,57 @@
 """Lint-style rules that keep the design honest."""
 
+import ast
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ["mblog", "inform", "chat"]
-LAYER_CALLS = re.compile(r"get_channel_layer\(|\.group_send\(|\.group_add\(|\.group_discard\(|channel_layer\.send\(")
+APPS = ["mblog", "inform", "chat", "realtime"]
+DOMAINS = ["mblog", "inform", "chat"]
+LAYER_CALLS = re.compile(r"get_channel_layer\(|(?<!transport)\.group_send\(|\.group_add\(|\.group_discard\(|channel_layer\.send\(")
 
 
-def test_only_the_push_gateway_talks_to_the_channel_layer():
+def python_files(app: str):
+    return [p for p in (ROOT / app).rglob("*.py") if "migrations" not in p.parts]
+
+
+def imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_only_the_transport_talks_to_the_channel_layer():
     offenders = [
         str(path.relative_to(ROOT))
         for app in APPS
-        for path in (ROOT / app).rglob("*.py")
-        if path.relative_to(ROOT).as_posix() != "inform/push.py" and LAYER_CALLS.search(path.read_text())
+        for path in python_files(app)
+        if path.relative_to(ROOT).as_posix() != "realtime/transport.py" and LAYER_CALLS.search(path.read_text())
     ]
-    assert offenders == [], f"only inform/push.py may talk to the channel layer: {offenders}"
+    assert offenders == [], f"only realtime/transport.py may talk to the channel layer: {offenders}"
+
+
+def test_realtime_knows_no_domain():
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(m for m in imported_modules(path) if m.split(".")[0] in DOMAINS)
+        for path in python_files("realtime")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_only_push_modules_use_the_transport():
+    """Views, consumers and services reach the layer through their app's push module."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for app in DOMAINS
+        for path in python_files(app)
+        if path.name != "push.py" and "realtime.transport" in imported_modules(path)
+        or path.name != "push.py" and "from realtime import transport" in path.read_text()
+    ]
+    assert offenders == []
 
 
 def test_pinned_production_requirements():

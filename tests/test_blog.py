@@ -8,6 +8,7 @@ from django.test import Client
 
 from inform.models import Notification
 from mblog import services
+from mblog.errors import ApplicationError
 from mblog.models import Follow, Post, Reply
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -115,7 +116,7 @@ async def test_reply_parent_from_another_post_is_refused(make_user):
     r = await apost(bob, f"/posts/{p2.pk}/", {"body": "sneaky", "parent": other.pk})
     assert r.status_code == 404
     assert await db(Reply.objects.count)() == 1
-    with pytest.raises(ValueError):
+    with pytest.raises(ApplicationError):
         await db(services.reply_create)(author=bob, post=p2, parent=other, body="x")
 
 

@@ -9,8 +9,8 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from chat.models import Message, Presence, Room
-from chat.services import chat_message_post, room_create
-from inform.hub import get_hub
+from chat.services import chat_message_post, room_get_or_create
+from realtime.hub import get_hub
 from inform.models import Notification
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -114,7 +114,7 @@ async def test_join_gets_the_last_50_messages_oldest_first(sockets, make_user):
     alice, bob = await users(make_user, "alice", "bob")
 
     def fill():
-        room = room_create(name="lobby")
+        room = room_get_or_create(name="lobby")
         for i in range(60):
             chat_message_post(room=room, author=bob, text=f"m{i}")
 
@@ -153,7 +153,7 @@ async def test_presence_spans_processes_and_heals_after_a_killed_one(sockets, ma
     alice, carol, dave = await users(make_user, "alice", "carol", "dave")
 
     def other_processes():
-        room = room_create(name="lobby")
+        room = room_get_or_create(name="lobby")
         now = timezone.now()
         Presence.objects.create(room=room, user=carol, conn="other-process-live", seen=now)
         Presence.objects.create(room=room, user=dave, conn="killed-process", seen=now - timedelta(minutes=5))
@@ -213,7 +213,7 @@ async def test_reconnect_far_behind_gets_a_reset_history(sockets, make_user, mon
     alice, bob = await users(make_user, "alice", "bob")
 
     def fill():
-        room = room_create(name="lobby")
+        room = room_get_or_create(name="lobby")
         for i in range(12):
             chat_message_post(room=room, author=bob, text=f"m{i}")
 

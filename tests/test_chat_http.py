@@ -4,7 +4,7 @@ import pytest
 from django.test import Client
 
 from chat.models import Message, Room
-from chat.services import ChatError, chat_message_post, clean_room_name, room_create
+from chat.services import ChatError, chat_message_post, clean_room_name, room_get_or_create
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +17,7 @@ def signed_in(user) -> Client:
 
 def test_room_list_shows_rooms_and_creates_one_by_name(make_user):
     alice = make_user("alice")
-    room_create(name="lobby")
+    room_get_or_create(name="lobby")
     c = signed_in(alice)
     page = c.get("/chat/")
     assert page.status_code == 200 and b"#lobby" in page.content and b'id="room-create"' in page.content
@@ -48,7 +48,7 @@ def test_anonymous_cannot_create_rooms_and_is_asked_to_sign_in():
 
 def test_room_page_shows_the_last_50_as_text(make_user):
     alice = make_user("alice")
-    room = room_create(name="lobby")
+    room = room_get_or_create(name="lobby")
     for i in range(55):
         chat_message_post(room=room, author=alice, text=f"msg {i}")
     chat_message_post(room=room, author=alice, text="<script>alert(1)</script>")
@@ -81,7 +81,7 @@ def test_posting_without_javascript(make_user):
 
 def test_older_messages_api_pages_backwards(make_user):
     alice = make_user("alice")
-    room = room_create(name="lobby")
+    room = room_get_or_create(name="lobby")
     ids = [chat_message_post(room=room, author=alice, text=f"m{i}").id for i in range(120)]
     c = signed_in(alice)
 
@@ -108,7 +108,7 @@ def test_room_list_puts_busy_rooms_first(make_user):
     from chat.models import Presence
 
     alice, bob = make_user("alice"), make_user("bob")
-    quiet, talky, busy = (room_create(name=n) for n in ("quiet", "talky", "busy"))
+    quiet, talky, busy = (room_get_or_create(name=n) for n in ("quiet", "talky", "busy"))
     chat_message_post(room=talky, author=alice, text="hi")
     for i, u in enumerate((alice, bob, bob)):
         Presence.objects.create(room=busy, user=u, conn=f"c{i}", seen=timezone.now())

@@ -9,7 +9,7 @@ in-process") or silently received nothing.
 
 import asyncio
 
-from inform.hub import Hub
+from realtime.hub import Hub
 
 
 class FakeSocket:

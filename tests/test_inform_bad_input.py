@@ -126,7 +126,7 @@ async def test_rate_limit_answers_rate_limited_and_does_nothing(sockets, make_us
 
 
 async def test_a_client_that_keeps_abusing_is_closed(sockets, make_user, settings):
-    from inform.consumers import ABUSE_LIMIT, CLOSE_ABUSE
+    from realtime.consumer import ABUSE_LIMIT, CLOSE_ABUSE
 
     settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST = 1000, 1000
     alice, *_ = await alice_with_two(make_user)
@@ -140,7 +140,7 @@ async def test_a_client_that_keeps_abusing_is_closed(sockets, make_user, setting
 
 
 async def test_one_good_frame_resets_the_abuse_count(sockets, make_user, settings):
-    from inform.consumers import ABUSE_LIMIT
+    from realtime.consumer import ABUSE_LIMIT
 
     settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST = 1000, 1000
     alice, *_ = await alice_with_two(make_user)

@@ -1,5 +1,5 @@
 """Redis goes away under a running daphne: requests still succeed, rows are stored, and
-open sockets get what they missed once Redis is back, without asking (inform.hub heals).
+open sockets get what they missed once Redis is back, without asking (realtime.hub heals).
 
 Uses a private Redis on a free port, never the shared one."""
 

@@ -1,4 +1,4 @@
-"""The direct write path of inform.wire under a real daphne, with the clients browsers
+"""The direct write path of realtime.wire under a real daphne, with the clients browsers
 are: WebSocket compression offered (Chromium offers permessage-deflate) or not."""
 
 import asyncio

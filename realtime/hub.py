@@ -22,7 +22,7 @@ from typing import Protocol
 
 from django.conf import settings
 
-from . import frames, push, wire
+from . import frames, transport, wire
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,11 @@ class Hub:
         """Returns once the layer will deliver every group's messages to this socket."""
         async with self._lock:
             if self.channel is None:
-                self.channel = await push.new_hub_channel()
+                self.channel = await transport.new_hub_channel()
                 self._tasks = [asyncio.create_task(self._receive_loop()), asyncio.create_task(self._probe_loop())]
             for group in groups:
                 if not self.members[group]:
-                    await push.hub_join(group, self.channel)
+                    await transport.hub_join(group, self.channel)
                 self.members[group].add(socket)
 
     async def leave(self, socket: HubSocket, groups: list[str]) -> None:
@@ -70,7 +70,7 @@ class Hub:
                 if not members:
                     del self.members[group]
                     try:
-                        await push.hub_leave(group, self.channel)
+                        await transport.hub_leave(group, self.channel)
                     except Exception as exc:
                         log.warning("could not leave group %s: %s", group, exc)
             if not self.members and self.channel is not None:
@@ -90,7 +90,7 @@ class Hub:
         channel = self.channel
         while True:
             try:
-                message = await push.hub_receive(channel)
+                message = await transport.hub_receive(channel)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -116,9 +116,8 @@ class Hub:
         # One serialisation (and, under daphne, one WebSocket framing) per broadcast; the
         # ASGI message is shared by every send.
         signed_in = wire.PreparedSend(frames.dumps(frame))
-        anonymous = signed_in
-        anonymous_frame = frame
-        if kind == "site_update":
+        anonymous, anonymous_frame = signed_in, frame
+        if "anonymous_frame" in message:
             anonymous_frame = message["anonymous_frame"]
             anonymous = wire.PreparedSend(frames.dumps(anonymous_frame))
         for socket in sockets:
@@ -135,7 +134,7 @@ class Hub:
         waiter = asyncio.get_running_loop().create_future()
         self._probe_waiters[token] = waiter
         try:
-            await asyncio.wait_for(push.hub_probe(self.channel, token), timeout)
+            await asyncio.wait_for(transport.hub_probe(self.channel, token), timeout)
             await asyncio.wait_for(waiter, timeout)
             return True
         except Exception:
@@ -164,7 +163,7 @@ class Hub:
         async with self._lock:
             try:
                 for group in list(self.members):
-                    await push.hub_join(group, self.channel)
+                    await transport.hub_join(group, self.channel)
                 return True
             except Exception as exc:
                 log.warning("re-joining groups failed, will retry: %s", exc)

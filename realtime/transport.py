@@ -1,0 +1,128 @@
+"""The only module that talks to the channel layer.
+
+Domains call group_send() (sync, after the current transaction commits by default) or
+agroup_send() (async, at once); nobody else calls the layer. A send that cannot reach
+the layer is logged (once per interval) and never raises into the caller: the layer is
+at-most-once anyway, so clients catch up from the database.
+
+Every layer message carries HUB_MESSAGE_TYPE and its group name, because each server
+process receives them on one channel (realtime.hub) and fans them out itself. A body
+has "frame" (what sockets are sent) and optionally "anonymous_frame" (what sockets
+without a signed-in user are sent instead).
+"""
+
+import asyncio
+import logging
+import os
+import threading
+import time
+
+from asgiref.sync import SyncToAsync, async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+HUB_MESSAGE_TYPE = "hub.message"
+_FAILURE_LOG_INTERVAL = 30.0
+_last_failure_log = 0.0
+
+
+def group_send(group: str, body: dict, *, after_commit: bool = True) -> None:
+    """Send body to every socket in group; after the current transaction commits unless
+    after_commit=False (throwaway state such as presence)."""
+    if after_commit:
+        on_commit(lambda: _send_now(group, body))
+    else:
+        _send_now(group, body)
+
+
+def on_commit(fn) -> None:
+    """Run fn once the current transaction commits (at once outside one); dropped on
+    rollback, and an exception from it is logged, never raised into the committer."""
+    transaction.on_commit(fn, robust=True)
+
+
+async def agroup_send(group: str, body: dict) -> None:
+    """group_send for async callers outside a transaction; raises if the layer fails."""
+    await get_channel_layer().group_send(group, {"type": HUB_MESSAGE_TYPE, "group": group, **body})
+
+
+def _send_now(group: str, body: dict) -> None:
+    try:
+        if _server_loop() is not None:
+            # Sync code the server's event loop called (a view, via sync_to_async): publish
+            # on that loop, with the layer connection the process hub already holds.
+            async_to_sync(agroup_send)(group, body)
+        else:
+            # Any other sync caller (management command, worker, script, or a thread with
+            # its own running loop): one long-lived sender loop per process, so the layer
+            # keeps its Redis connection instead of opening one per push.
+            future = asyncio.run_coroutine_threadsafe(agroup_send(group, body), _sender_loop())
+            try:
+                future.result(timeout=_SEND_TIMEOUT)
+            except BaseException:
+                future.cancel()
+                raise
+    except Exception as exc:  # the row is stored; clients catch up with sync
+        _log_failure(group, exc)
+
+
+def _server_loop() -> "asyncio.AbstractEventLoop | None":
+    """The running event loop that called this sync thread through asgiref, if any."""
+    try:
+        asyncio.get_running_loop()
+        return None  # a thread running its own loop (a shell, Playwright) cannot block on it
+    except RuntimeError:
+        pass
+    threadlocal = SyncToAsync.threadlocal
+    if getattr(threadlocal, "main_event_loop_pid", None) != os.getpid():
+        return None
+    loop = getattr(threadlocal, "main_event_loop", None)
+    return loop if loop is not None and loop.is_running() else None
+
+
+_SEND_TIMEOUT = 10.0
+_sender: "tuple[int, asyncio.AbstractEventLoop] | None" = None
+_sender_lock = threading.Lock()
+
+
+def _sender_loop() -> asyncio.AbstractEventLoop:
+    global _sender
+    with _sender_lock:
+        if _sender is None or _sender[0] != os.getpid() or _sender[1].is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="realtime-sender", daemon=True).start()
+            _sender = (os.getpid(), loop)
+        return _sender[1]
+
+
+def _log_failure(group: str, exc: Exception) -> None:
+    global _last_failure_log
+    now = time.monotonic()
+    if now - _last_failure_log >= _FAILURE_LOG_INTERVAL:
+        _last_failure_log = now
+        log.error("push to %s failed (%s: %s); clients will catch up on sync", group, type(exc).__name__, exc)
+
+
+# --- for the process hub (realtime.hub) --------------------------------------------
+
+
+async def new_hub_channel() -> str:
+    return await get_channel_layer().new_channel("hub.")
+
+
+async def hub_receive(channel: str) -> dict:
+    return await get_channel_layer().receive(channel)
+
+
+async def hub_join(group: str, channel: str) -> None:
+    await get_channel_layer().group_add(group, channel)
+
+
+async def hub_leave(group: str, channel: str) -> None:
+    await get_channel_layer().group_discard(group, channel)
+
+
+async def hub_probe(channel: str, token: int) -> None:
+    await get_channel_layer().send(channel, {"type": HUB_MESSAGE_TYPE, "kind": "probe", "token": token})
