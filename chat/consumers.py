@@ -34,6 +34,7 @@ from . import frames, push, selectors, services
 log = logging.getLogger(__name__)
 
 CATCH_UP_MAX = 1000
+CATCH_UP_PAGE = 100
 
 db = database_sync_to_async
 
@@ -46,7 +47,11 @@ class ChatConsumer(GuardedConsumer):
         self.joined = False
         self.present = False
         self.heartbeat = None
-        self.cursor = 0  # the highest message id this socket has been sent
+        # Resume point: every message of the room with id <= stable was sent on this socket
+        # (only database reads move it; ids are commit order per room). Live ids above it
+        # are in sent, so none is sent twice.
+        self.stable = 0
+        self.sent: set[int] = set()
         self.conn = uuid.uuid4().hex
         self.pending: list | None = []  # live frames that arrive before the join frames are out
         self.history_ids: set[int] = set()
@@ -108,10 +113,9 @@ class ChatConsumer(GuardedConsumer):
             reset = len(messages) > CATCH_UP_MAX
             if reset:
                 messages = await db(selectors.history)(self.room)
-        if messages:
-            self.cursor = max(self.cursor, messages[-1].id)
+        self.stable = messages[-1].id if messages else (after or 0)
         self.history_ids = {m.id for m in messages}
-        await self.send_frame(frames.history_frame(messages, reset=reset))
+        await self.send_frame(frames.history_frame(messages, reset=reset, cursor=self.stable))
 
     async def disconnect(self, code):
         if self.heartbeat is not None:
@@ -149,17 +153,26 @@ class ChatConsumer(GuardedConsumer):
             self.pending.append((message, frame))
             return
         if frame.get("type") == "message":
-            self.cursor = max(self.cursor, frame["id"])
+            if frame["id"] <= self.stable or frame["id"] in self.sent:
+                return
+            self.sent.add(frame["id"])
         await super().deliver(message, frame)
 
     async def catch_up(self) -> None:
         """The layer lost pushes (Redis outage): send the messages and presence this socket missed."""
         if not self.is_signed_in or self.pending is not None:
             return  # still joining: the join frames come from the database anyway
-        messages = await db(selectors.messages_after)(self.room, self.cursor, CATCH_UP_MAX)
-        for m in messages:
-            await self.send_frame(frames.message_frame(m))
-            self.cursor = m.id
+        while True:
+            messages = await db(selectors.messages_after)(self.room, self.stable, CATCH_UP_PAGE)
+            for m in messages:
+                if m.id not in self.sent:
+                    await self.send_frame(frames.message_frame(m))
+            if messages:
+                self.stable = messages[-1].id
+                self.sent = {i for i in self.sent if i > self.stable}
+            if len(messages) < CATCH_UP_PAGE or not await self.drained():
+                break
+        await self.send_frame(frames.synced_frame(self.stable))
         await self.send_frame(frames.presence_frame(await db(selectors.present_usernames)(self.room)))
 
     async def handle_frame(self, frame: dict) -> None:

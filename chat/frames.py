@@ -9,11 +9,17 @@ def message_frame(m: Message) -> dict:
     return {"type": "message", "id": m.id, "user": m.user.username, "text": m.text, "created": m.created.isoformat()}
 
 
-def history_frame(messages: list[Message], *, reset: bool = False) -> dict:
-    frame = {"type": "history", "messages": [message_frame(m) for m in messages]}
+def history_frame(messages: list[Message], *, cursor: int, reset: bool = False) -> dict:
+    """`cursor`: the resume point (?after=) for this socket's next connection."""
+    frame = {"type": "history", "messages": [message_frame(m) for m in messages], "cursor": cursor}
     if reset:
         frame["reset"] = True
     return frame
+
+
+def synced_frame(cursor: int) -> dict:
+    """Sent after catching up (a layer outage): the new resume point."""
+    return {"type": "synced", "cursor": cursor}
 
 
 def presence_frame(usernames: list[str]) -> dict:

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from inform.models import Verb
 from mblog.errors import ApplicationError
+from realtime import ordering
 from inform.services import send_inform
 
 from . import frames, push, selectors
@@ -52,6 +53,7 @@ def chat_message_post(*, room: Room, author, text: str) -> Message:
 
     text = clean_text(text)
     with transaction.atomic():
+        ordering.take_turn("chat", room.id)
         m = Message.objects.create(room=room, user=author, text=text)
         push.notify_room(room.id, frames.message_frame(m))
         mentioned = [u for u in mentioned_users(text) if u.pk != author.pk]

@@ -1,6 +1,7 @@
 """/ws/inform/: one socket per browser tab. Thin: authenticate, join the hub, decode a
 frame, call a service, forward what the hub delivers."""
 
+import asyncio
 import logging
 from datetime import timedelta
 
@@ -16,11 +17,20 @@ from . import frames, push, selectors, services
 log = logging.getLogger(__name__)
 
 SYNC_BATCH = 200
+# Live pushes remembered above the resume point before the socket reads the database to
+# move it up (bounds the memory of a socket that never syncs).
+MAX_SENT_ABOVE_STABLE = 500
 # Rows are stamped when inserted but announced when committed: look back this far.
 CATCH_UP_MARGIN = timedelta(minutes=1)
 
 
 class InformConsumer(GuardedConsumer):
+    """Resume point: everything of the user's stream with id <= self.stable has been sent
+    on this socket. Only database reads move it (ids are commit order, see
+    realtime.ordering); a live push does not, since it may overtake one the layer lost.
+    Ids sent above it are in self.sent, so the server never sends an id twice on one
+    socket unless the client asks again with `sync`."""
+
     client_schema = frames.CLIENT_FRAME
 
     async def connect(self):
@@ -28,7 +38,9 @@ class InformConsumer(GuardedConsumer):
         self.is_signed_in = self.user.is_authenticated
         self.hub_groups = [push.SITE_GROUP]
         self.joined = False
-        self.cursor = 0  # highest id this socket has been sent; 0: none yet
+        self.stable: int | None = None  # None: no database read on this socket yet
+        self.sent: set[int] = set()
+        self.sync_lock = asyncio.Lock()  # one sync or catch-up at a time
         self.opened_at = timezone.now()
         if self.is_signed_in:
             self.hub_groups.append(push.user_group(self.user.pk))
@@ -45,18 +57,22 @@ class InformConsumer(GuardedConsumer):
 
     async def disconnect(self, code):
         if self.joined:
+            self.joined = False
             await get_hub().leave(self, self.hub_groups)
 
     async def deliver(self, message: dict, frame: dict) -> None:
-        if frame.get("type") == "inform" and frame["id"] > self.cursor:
-            self.cursor = frame["id"]
+        if frame.get("type") == "inform" and self.is_signed_in:
+            frame_id = frame["id"]
+            if frame_id in self.sent or (self.stable is not None and frame_id <= self.stable):
+                return  # a sync already sent it
+            self.sent.add(frame_id)
+            if len(self.sent) > MAX_SENT_ABOVE_STABLE and not self.sync_lock.locked():
+                asyncio.ensure_future(self.catch_up())  # moves the resume point up, empties sent
         await super().deliver(message, frame)
 
     async def handle_frame(self, frame: dict) -> None:
         if not self.is_signed_in:
-            return await self.send_frame(
-                error_frame("unauthenticated", "sign in to sync or read notifications")
-            )
+            return await self.send_frame(error_frame("unauthenticated", "sign in to sync or read notifications"))
         kind = frame["type"]
         if kind == "sync":
             await self.send_stream_after(frame["after"])
@@ -68,29 +84,42 @@ class InformConsumer(GuardedConsumer):
         elif kind == "read_all":
             await database_sync_to_async(services.notifications_mark_all_read)(self.user)
 
-    async def send_stream_after(self, after: int) -> None:
-        """Every stored notification with id > after, oldest first, then the unread count."""
-        while True:
-            batch, unread = await database_sync_to_async(self._read_batch)(after)
-            for n in batch:
-                await self.send_frame(frames.inform_frame(n))
-                after = n.id
-            self.cursor = max(self.cursor, after)
-            if len(batch) < SYNC_BATCH:
-                break
-        await self.send_frame(frames.unread_frame(unread))
-
-    def _read_batch(self, after: int):
-        # unread_count reads the stored read watermark itself: another tab may have moved it.
-        return selectors.notifications_after(self.user, after, SYNC_BATCH), selectors.unread_count(self.user)
+    async def send_stream_after(self, after: int, *, only_unsent: bool = False) -> None:
+        """Every stored notification with id > after (only_unsent: not yet sent on this
+        socket), oldest first, page by page as the client reads them; then the unread
+        count and the new resume point (`synced`)."""
+        async with self.sync_lock:
+            upto = await database_sync_to_async(selectors.latest_notification_id)()
+            if after > upto:
+                # A resume point this database never gave (restored, or another site):
+                # nothing can be caught up exactly; the client reloads its state.
+                self.stable, self.sent = upto, set()
+                await self.send_frame(frames.reset_frame(upto))
+                await self.send_frame(frames.unread_frame(await database_sync_to_async(selectors.unread_count)(self.user)))
+                return
+            while True:
+                batch = await database_sync_to_async(selectors.notifications_between)(self.user, after, upto, SYNC_BATCH)
+                for n in batch:
+                    if not (only_unsent and n.id in self.sent):
+                        self.sent.add(n.id)
+                        await self.send_frame(frames.inform_frame(n))
+                if len(batch) < SYNC_BATCH:
+                    break
+                after = batch[-1].id
+                if not await self.drained():
+                    return
+            unread = await database_sync_to_async(selectors.unread_count)(self.user)
+            self.stable = upto if self.stable is None else max(self.stable, upto)
+            self.sent = {i for i in self.sent if i > self.stable}
+            await self.send_frame(frames.unread_frame(unread))
+            await self.send_frame(frames.synced_frame(self.stable))
 
     async def catch_up(self) -> None:
-        """The hub lost pushes while the layer was down: send what this socket missed.
-        A socket that has had nothing yet starts from shortly before it opened (the
-        client drops ids it already has), which spares every connect a query."""
-        if not self.is_signed_in:
+        """The layer may have lost pushes (it reconnected, or was down): send what this
+        socket missed. A socket that never synced starts from shortly before it opened."""
+        if not self.is_signed_in or not self.joined:
             return
-        after = self.cursor
-        if after == 0:
+        after = self.stable
+        if after is None:
             after = await database_sync_to_async(selectors.last_id_before)(self.user, self.opened_at - CATCH_UP_MARGIN)
-        await self.send_stream_after(after)
+        await self.send_stream_after(after, only_unsent=True)

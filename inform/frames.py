@@ -34,6 +34,18 @@ def unread_frame(unread: int) -> dict:
     return {"type": "unread", "unread": unread}
 
 
+def reset_frame(cursor: int) -> dict:
+    """The client's resume point is unknown here: drop what it shows and reload it from
+    the database; `cursor` is the resume point that reload starts from."""
+    return {"type": "reset", "cursor": cursor}
+
+
+def synced_frame(cursor: int) -> dict:
+    """Everything of the stream with id <= cursor has been sent on this socket: the
+    resume point for `sync` after a reconnect."""
+    return {"type": "synced", "cursor": cursor}
+
+
 def feed_frame(*, event: str, actor: str | None, text: str, url: str, created: datetime) -> dict:
     return {"type": "feed", "event": event, "actor": actor, "text": text, "url": url, "created": _iso(created)}
 

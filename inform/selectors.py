@@ -13,6 +13,8 @@ UNREAD_COUNTS_BATCH = 500  # users per query (SQLite caps the parameters of one 
 
 
 def latest_notification_id() -> int:
+    """The highest committed id: an exact resume point, since ids are commit order
+    (realtime.ordering)."""
     return Notification.objects.aggregate(m=Max("id"))["m"] or 0
 
 
@@ -70,13 +72,15 @@ def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:
     return counts
 
 
+def notifications_between(user, after: int, upto: int, limit: int) -> list[Notification]:
+    """The user's notifications with after < id <= upto, oldest first, at most limit."""
+    rows = stream(user).select_related("actor").filter(id__gt=after, id__lte=upto).order_by("id")
+    return list(rows[:limit])
+
+
 def notifications_after(user, after: int, limit: int) -> list[Notification]:
     """The user's notifications with id > after, oldest first, at most limit."""
     return list(stream(user).select_related("actor").filter(id__gt=after).order_by("id")[:limit])
-
-
-def latest_stream_id(user) -> int:
-    return stream(user).aggregate(m=Max("id"))["m"] or 0
 
 
 def last_id_before(user, when) -> int:

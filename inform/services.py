@@ -2,12 +2,13 @@
 
 from collections.abc import Iterable
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
 from mblog.errors import ApplicationError
+from realtime import ordering
 
 from . import push
 from .models import Notification, SiteUpdateRead, Verb
@@ -43,6 +44,7 @@ def send_inform(
     if not text:
         raise InformError("text must not be empty")
     with transaction.atomic():
+        ordering.take_turn("inform")
         if everyone:
             n = Notification.objects.create(verb=verb, text=text[:500], url=url, actor=actor)
             push.notify_site_update(n)
@@ -57,7 +59,7 @@ def send_inform(
         return created
 
 
-asend_inform = sync_to_async(send_inform)
+asend_inform = database_sync_to_async(send_inform)
 
 
 def notifications_mark_read(user, ids: list[int]) -> int:

@@ -34,6 +34,7 @@ def _bad_request(detail: str, status: int = 400) -> JsonResponse:
 @login_required
 def notification_list(request):
     user = request.user
+    request.inform_cursor = selectors.latest_notification_id()  # read before the list (context_processors)
     page = Paginator(selectors.stream_with_read_state(user).order_by("-id"), 20).get_page(request.GET.get("page"))
     for n in page:
         n.is_read = selectors.is_read(user, n)

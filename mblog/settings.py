@@ -145,6 +145,8 @@ if env.bool("DJANGO_BEHIND_PROXY", default=False):
 WS_RATE_PER_SECOND = env.float("WS_RATE_PER_SECOND", default=10.0)
 WS_RATE_BURST = env.int("WS_RATE_BURST", default=20)
 WS_MAX_FRAME_CHARS = env.int("WS_MAX_FRAME_CHARS", default=8192)
+# A socket whose peer leaves more than this many bytes unread is dropped (close 4413).
+WS_MAX_BACKLOG_BYTES = env.int("WS_MAX_BACKLOG_BYTES", default=1024 * 1024)
 # Chat presence: each socket refreshes its row this often; rows older than STALE are gone.
 CHAT_PRESENCE_HEARTBEAT = env.float("CHAT_PRESENCE_HEARTBEAT", default=15.0)
 CHAT_PRESENCE_STALE = env.float("CHAT_PRESENCE_STALE", default=45.0)

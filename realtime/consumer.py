@@ -1,6 +1,7 @@
 """The base of every socket consumer: rate limit, size limit, error frames, the hub's
 delivery path, and cleanup on every way out."""
 
+import asyncio
 import logging
 import time
 
@@ -23,6 +24,9 @@ CLOSE_SESSION_ENDED = 4001  # signed out, password changed or deactivated
 
 # A client that earns this many errors in a row without one good frame is closed.
 ABUSE_LIMIT = 50
+# How long a long answer waits for a slow reader between pages, and how often it looks.
+DRAIN_TIMEOUT = 10.0
+DRAIN_POLL = 0.02
 
 
 class TokenBucket:
@@ -84,7 +88,9 @@ class GuardedConsumer(AsyncWebsocketConsumer):
     async def websocket_connect(self, message):
         # Found at connect rather than on the first delivery: a broadcast right after a
         # connection storm would otherwise allocate for every socket mid-fan-out.
-        self._direct_send = wire.direct_sender(self.base_send)
+        self._protocol = wire.daphne_protocol(self.base_send)
+        self._direct_send = wire.direct_sender(self._protocol) if self._protocol is not None else None
+        self._dropped = False
         self.bucket = TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST)
         self.strikes = 0
         self._disconnected = False
@@ -122,6 +128,7 @@ class GuardedConsumer(AsyncWebsocketConsumer):
 
     async def send_frame(self, frame: dict) -> None:
         await self.send(text_data=frames.dumps(frame))
+        self._bound_backlog()
 
     async def deliver(self, message: dict, frame: dict) -> None:
         """Called by the hub with a pre-built ASGI message (realtime.wire.PreparedSend)."""
@@ -130,3 +137,30 @@ class GuardedConsumer(AsyncWebsocketConsumer):
             direct(message)  # under daphne: the frame framed once, written to the connection
         else:
             await self.base_send(message)
+        self._bound_backlog()
+
+    def _bound_backlog(self) -> None:
+        """A peer that stops reading would make the server queue without bound: past
+        WS_MAX_BACKLOG_BYTES its socket is dropped (close code 4413); it resumes on reconnect."""
+        protocol = self._protocol
+        if protocol is None or self._dropped:
+            return
+        if wire.backlog_bytes(protocol) > settings.WS_MAX_BACKLOG_BYTES:
+            self._dropped = True
+            log.warning("dropping a socket that stopped reading (%d bytes queued)", wire.backlog_bytes(protocol))
+            wire.drop(protocol, CLOSE_BACKLOG, "too much unread; reconnect and resume")
+
+    async def drained(self) -> bool:
+        """Wait until the peer has taken at least half the backlog bound (between pages
+        of a long answer); False when the socket was dropped or stays full."""
+        protocol = self._protocol
+        if protocol is None:
+            return True
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        while not self._dropped and wire.backlog_bytes(protocol) > settings.WS_MAX_BACKLOG_BYTES // 2:
+            if time.monotonic() > deadline:
+                self._dropped = True
+                wire.drop(protocol, CLOSE_BACKLOG, "too much unread; reconnect and resume")
+                break
+            await asyncio.sleep(DRAIN_POLL)
+        return not self._dropped

@@ -48,6 +48,7 @@ class Hub:
         self._tasks: list[asyncio.Task] = []
         self._probe_token = itertools.count(1)
         self._probe_waiters: dict[int, asyncio.Future] = {}
+        self._wake = asyncio.Event()  # a reconnect was seen: probe and heal now
 
     async def join(self, socket: HubSocket, groups: list[str]) -> None:
         """Returns once the layer will deliver every group's messages to this socket."""
@@ -58,7 +59,16 @@ class Hub:
             for group in groups:
                 if not self.members[group]:
                     await transport.hub_join(group, self.channel)
+                    transport.watch_reconnects(self._layer_reconnected)
                 self.members[group].add(socket)
+
+    def _layer_reconnected(self) -> None:
+        """The layer's subscriber connection came back after a drop: whatever was published
+        meanwhile is lost, however quickly it came back, so heal at once."""
+        if self.channel is not None:
+            log.warning("channel layer reconnected; local sockets will catch up from the database")
+            self.healthy = False
+            self._wake.set()
 
     async def leave(self, socket: HubSocket, groups: list[str]) -> None:
         async with self._lock:
@@ -149,7 +159,11 @@ class Hub:
         # not a lost one, so wait generously (a dead Redis fails the publish at once).
         timeout = max(5.0, 2 * interval)
         for n in itertools.count(1):
-            await asyncio.sleep(interval)
+            try:
+                await asyncio.wait_for(self._wake.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
             if await self._probe(timeout=timeout):
                 if not self.healthy:
                     await self._heal()

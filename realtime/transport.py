@@ -124,5 +124,33 @@ async def hub_leave(group: str, channel: str) -> None:
     await get_channel_layer().group_discard(group, channel)
 
 
+def watch_reconnects(callback) -> None:
+    """Call callback() whenever a subscriber connection of the Redis pub/sub layer is
+    re-established (redis-py reconnects and re-subscribes quietly; what was published
+    meanwhile is gone). Idempotent; a layer without such connections (in-memory) has
+    nothing to watch, and the hub's probes remain."""
+    try:
+        shards = get_channel_layer()._get_layer()._shards
+    except AttributeError:
+        return
+    for shard in shards:
+        pubsub = getattr(shard, "_pubsub", None)
+        connection = getattr(pubsub, "connection", None)
+        if connection is None or getattr(connection, "_realtime_watcher", None) is not None:
+            continue
+        # redis-py keeps connect callbacks as weak methods: the watcher lives on the connection.
+        connection._realtime_watcher = _ReconnectWatcher(callback)
+        connection.register_connect_callback(connection._realtime_watcher.on_connect)
+
+
+class _ReconnectWatcher:
+    def __init__(self, callback) -> None:
+        self.callback = callback
+
+    def on_connect(self, connection) -> None:
+        # Registered after the first connect, so every call is a reconnect.
+        self.callback()
+
+
 async def hub_probe(channel: str, token: int) -> None:
     await get_channel_layer().send(channel, {"type": HUB_MESSAGE_TYPE, "kind": "probe", "token": token})

@@ -47,13 +47,13 @@ class PreparedSend(dict):
         return self._prepared
 
 
-def direct_sender(send):
-    """For a consumer's ASGI ``send``: a function writing a PreparedSend straight to the
-    daphne connection behind it, or None when there is no daphne connection to find.
+def daphne_protocol(send):
+    """For a consumer's ASGI ``send``: the daphne connection (autobahn protocol) behind
+    it, or None when there is none to find or the fast path failed its self-check.
 
     The chain is the one daphne and Channels build: any number of wrappers whose
-    ``send`` is a bound method of an object holding the next one as ``real_send``
-    (Channels' session middleware), ending in ``partial(Server.handle_reply, protocol)``.
+    ``send`` is a bound method of an object holding the next one as ``real_send``,
+    ending in ``partial(Server.handle_reply, protocol)``.
     """
     if _DaphneWebSocket is None:
         return None
@@ -62,15 +62,65 @@ def direct_sender(send):
             if getattr(send.func, "__name__", "") != "handle_reply" or not send.args:
                 return None
             protocol = send.args[0]
-            if not isinstance(protocol, _DaphneWebSocket):
+            if not isinstance(protocol, _DaphneWebSocket) or not fast_path_ok(protocol):
                 return None
             _share_factory_config(protocol)
-            return functools.partial(_send_prepared, protocol)
+            return protocol
         owner = getattr(send, "__self__", None)
         send = getattr(owner, "real_send", None)
         if send is None:
             return None
     return None
+
+
+def direct_sender(protocol):
+    """A function writing a PreparedSend straight to this daphne connection."""
+    return functools.partial(_send_prepared, protocol)
+
+
+# What the fast path reads of autobahn's protocol, daphne's server and Twisted's
+# transport: private attributes, checked once per process against the installed versions.
+_PROTOCOL_ATTRS = ("state", "STATE_OPEN", "server", "_perMessageCompress", "send_queue", "sendPreparedMessage",
+                   "CONFIG_ATTRS", "factory", "transport", "sendClose")
+_TRANSPORT_ATTRS = ("socket", "connected", "disconnecting", "dataBuffer", "offset", "_tempDataBuffer",
+                    "_tempDataLen", "write", "abortConnection")
+_fast_path: bool | None = None
+
+
+def fast_path_ok(protocol) -> bool:
+    """Whether the installed daphne/autobahn/Twisted still have everything the fast path
+    uses; if not, every socket takes the plain ASGI send and one WARNING says why."""
+    global _fast_path
+    if _fast_path is None:
+        missing = [f"protocol.{a}" for a in _PROTOCOL_ATTRS if not hasattr(protocol, a)]
+        transport = getattr(protocol, "transport", None)
+        missing += [f"transport.{a}" for a in _TRANSPORT_ATTRS if not hasattr(transport, a)]
+        if not hasattr(getattr(getattr(protocol, "server", None), "connections", None), "get"):
+            missing.append("server.connections")
+        try:
+            PreparedMessage(b"{}", False, False, True).payloadHybi  # noqa: B018 - the attribute is the check
+        except Exception:
+            missing.append("PreparedMessage.payloadHybi")
+        _fast_path = not missing
+        if missing:
+            log.warning(
+                "realtime fast path disabled, using the plain ASGI send (slower broadcasts, no send backlog "
+                "bound): the installed daphne/autobahn/Twisted lack %s", ", ".join(missing)
+            )
+    return _fast_path
+
+
+def backlog_bytes(protocol) -> int:
+    """Bytes written to this connection that the peer has not taken yet."""
+    transport = protocol.transport
+    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
+def drop(protocol, code: int, reason: str) -> None:
+    """Send a close frame and drop the connection now, discarding what is queued: used
+    for a peer that stopped reading (a close handshake would wait behind its backlog)."""
+    protocol.sendClose(code=code, reason=reason)
+    protocol.transport.abortConnection()
 
 
 def _share_factory_config(protocol) -> None:

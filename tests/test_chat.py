@@ -66,7 +66,7 @@ async def test_bad_room_name_is_closed_with_4404(sockets, make_user):
 async def test_two_users_talk_and_the_broadcast_carries_the_stored_id(sockets, make_user):
     alice, bob = await users(make_user, "alice", "bob")
     a, history, _ = await join(sockets, alice)
-    assert history == {"type": "history", "messages": []}
+    assert history == {"type": "history", "messages": [], "cursor": 0}
     b, _, _ = await join(sockets, bob)
 
     await a.send({"type": "message", "text": "  hello <b>bob</b>  "})
@@ -239,8 +239,10 @@ async def test_open_socket_catches_up_after_the_layer_lost_pushes(sockets, make_
     await socket.catch_up()
     got = [await a.recv_until("message"), await a.recv_until("message")]
     assert [f["id"] for f in got] == lost
+    assert await a.recv() == {"type": "synced", "cursor": lost[-1]}
     assert (await a.recv())["type"] == "presence"
     await socket.catch_up()  # nothing twice
+    assert await a.recv() == {"type": "synced", "cursor": lost[-1]}
     assert (await a.recv())["type"] == "presence"
 
 

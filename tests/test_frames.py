@@ -16,6 +16,7 @@ INFORM = {"type", "id", "verb", "actor", "text", "url", "created"}  # + optional
 UNREAD = {"type", "unread"}
 FEED = {"type", "event", "actor", "text", "url", "created"}
 ERROR = {"type", "code", "detail"}
+SYNCED = {"type", "cursor"}  # ends every sync: the resume point
 VERBS = {"follow", "reply", "mention", "site_update"}
 
 
@@ -40,6 +41,8 @@ def check(frame: dict) -> str:
         assert frame["actor"] is None or isinstance(frame["actor"], str)
         assert isinstance(frame["text"], str) and isinstance(frame["url"], str)
         datetime.fromisoformat(frame["created"])
+    elif kind in ("synced", "reset"):
+        assert keys == SYNCED and isinstance(frame["cursor"], int) and frame["cursor"] >= 0
     elif kind == "error":
         assert keys == ERROR and isinstance(frame["code"], str) and isinstance(frame["detail"], str)
     else:
@@ -65,9 +68,9 @@ async def test_every_frame_on_the_wire_matches_the_contract(sockets, make_user):
     await db(send_inform)(everyone=True, verb="site_update", text="news", url="/")  # alice: inform, anon: feed
     seen_a = await take(a, 7)
     seen_anon = await take(anon, 4)
-    # sync (informs without unread, then unread), read_all (unread), a bad frame (error)
+    # sync (informs without unread, then unread and synced), read_all (unread), a bad frame (error)
     await a.send({"type": "sync", "after": 0})
-    seen_a += await take(a, 5)
+    seen_a += await take(a, 6)
     await a.send({"type": "read_all"})
     seen_a += await take(a, 1)
     await a.send({"type": "shout"})
@@ -78,7 +81,7 @@ async def test_every_frame_on_the_wire_matches_the_contract(sockets, make_user):
 
     kinds_a = [check(f) for f in seen_a]
     kinds_anon = [check(f) for f in seen_anon]
-    assert set(kinds_a) == {"inform", "unread", "feed", "error"}
+    assert set(kinds_a) == {"inform", "unread", "feed", "error", "synced"}
     assert set(kinds_anon) == {"feed", "error"}
     verbs = {f["verb"] for f in seen_a if f["type"] == "inform"}
     assert verbs == VERBS

@@ -7,6 +7,7 @@ import pytest
 from channels.db import database_sync_to_async as db
 from django.conf import settings
 
+from inform.selectors import latest_notification_id
 from inform.models import Notification, SiteUpdateRead
 from inform.services import send_inform
 
@@ -32,8 +33,10 @@ astate = db(state)
 
 
 async def still_works(s, unread: int) -> None:
-    await s.send({"type": "sync", "after": 10**12})
+    latest = await db(latest_notification_id)()
+    await s.send({"type": "sync", "after": latest})
     assert await s.recv() == {"type": "unread", "unread": unread}
+    assert await s.recv() == {"type": "synced", "cursor": latest}
 
 
 BAD_FRAMES = [

@@ -9,6 +9,7 @@ from django.db import connection, transaction
 
 from inform import selectors, services
 from inform.models import Notification, SiteUpdateRead
+from inform.selectors import latest_notification_id
 from inform.services import InformError, send_inform
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -305,11 +306,13 @@ async def test_sync_returns_everything_after_oldest_first_then_unread(sockets, m
     assert [f["type"] for f in got] == ["inform"] * 4
     assert [f["id"] for f in got] == [personal[1].id, personal[2].id, site[0].id, site[1].id]
     assert await a.recv() == {"type": "unread", "unread": 5}
+    assert await a.recv() == {"type": "synced", "cursor": await db(latest_notification_id)()}
     assert await a.silent()
     await a.send({"type": "sync", "after": 0})
     ids = [(await a.recv())["id"] for _ in range(5)]
     assert ids == sorted(ids) and len(ids) == 5
     assert (await a.recv())["type"] == "unread"
+    assert (await a.recv())["type"] == "synced"
 
 
 async def test_sync_after_the_last_id_is_just_the_count(sockets, make_user):

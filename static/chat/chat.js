@@ -3,7 +3,7 @@
 // - Every message is shown with textContent, never as HTML.
 // - Messages are kept in id order and shown once (dedupe by id).
 // - Reconnects with exponential backoff plus jitter, asking for what it missed with
-//   ?after=<last id>; the server answers with exactly those messages.
+//   ?after=<the last cursor the server gave>; it answers with every message after it.
 // - Scrolling to the top loads older messages over HTTP.
 (function () {
   "use strict";
@@ -62,7 +62,6 @@
   function add(m) {
     if (seen.has(m.id)) return false;
     seen.add(m.id);
-    if (m.id > lastId) lastId = m.id;
     const stick = nearBottom() || m.user === root.dataset.user;
     const li = render(m);
     const items = log.children;
@@ -85,8 +84,12 @@
       case "history":
         if (f.reset) { log.replaceChildren(); seen.clear(); }
         f.messages.forEach(add);
+        if (typeof f.cursor === "number") lastId = f.cursor;
         scroller.scrollTop = scroller.scrollHeight;
         break;
+      // The resume point moves only with the server's word: a live message may have
+      // overtaken one that was lost on the way.
+      case "synced": lastId = f.cursor; break;
       case "message": add(f); break;
       case "message_removed": {
         const li = log.querySelector(`.chat-msg[data-id="${Number(f.id)}"]`);

@@ -1,7 +1,9 @@
 // The live layer over pages that already work without JavaScript.
 // One socket per tab to /ws/inform/: badge, toasts, notification list, live feed.
-// Reconnects with exponential backoff plus jitter and asks for what it missed
-// (`sync` from the last id it has seen); ids already shown are ignored.
+// Reconnects with exponential backoff plus jitter and asks for what it missed: `sync`
+// from the last resume point the server gave (`synced`, or the page's own); ids already
+// shown are ignored. The highest id seen is no resume point: a live push can overtake
+// one that was lost on the way.
 (function () {
   "use strict";
   const signedIn = document.body.dataset.signedIn === "1";
@@ -14,7 +16,7 @@
   const MAX_TOASTS = 4;
 
   // The page was rendered with everything up to data-inform-last; start there.
-  let lastId = Math.max(Number(sessionStorage.getItem(STORE) || 0), Number(document.body.dataset.informLast || 0));
+  let cursor = Math.max(Number(sessionStorage.getItem(STORE) || 0), Number(document.body.dataset.informLast || 0));
   let unread = badge && badge.textContent.trim() ? Number(badge.textContent) : 0;
   const seen = new Set();
   let socket = null;
@@ -32,9 +34,8 @@
     if (status) { status.textContent = text; status.dataset.state = text; }
   }
 
-  function remember(id) {
-    seen.add(id);
-    if (id > lastId) { lastId = id; sessionStorage.setItem(STORE, String(id)); }
+  function setCursor(c) {
+    if (c > cursor) { cursor = c; sessionStorage.setItem(STORE, String(c)); }
   }
 
   function el(tag, cls, text) {
@@ -87,19 +88,20 @@
 
   function onInform(f) {
     if (seen.has(f.id)) return;
-    const isNew = f.id > lastId;
-    remember(f.id);
+    seen.add(f.id);
     addToList(f);
     if (f.verb === "site_update" && feed) addToFeed({ event: "site_update", actor: f.actor, text: f.text, url: f.url });
     if (typeof f.unread === "number") setUnread(f.unread);
-    else if (isNew) setUnread(unread + 1); // a sync ends with an absolute "unread" frame
-    if (isNew) toast(f.text, f.url);
+    else setUnread(unread + 1); // a sync ends with an absolute "unread" frame
+    toast(f.text, f.url);
   }
 
   function handle(frame) {
     switch (frame.type) {
       case "inform": onInform(frame); break;
       case "unread": setUnread(frame.unread); break;
+      case "synced": setCursor(frame.cursor); break;
+      case "reset": sessionStorage.removeItem(STORE); location.reload(); break;
       case "feed": addToFeed(frame); if (frame.event === "site_update") toast(frame.text, frame.url); break;
       case "error": console.warn("inform:", frame.code, frame.detail); break;
     }
@@ -112,7 +114,7 @@
       attempt = 0;
       setStatus("live");
       // A first page load starts from what the server rendered; later opens catch up.
-      if (signedIn) socket.send(JSON.stringify({ type: "sync", after: lastId }));
+      if (signedIn) socket.send(JSON.stringify({ type: "sync", after: cursor }));
     };
     socket.onmessage = (ev) => {
       let frame;
@@ -161,17 +163,17 @@
   // Back from a sleeping laptop or a dropped network: don't wait for the backoff timer.
   function wake() {
     if (!socket) { clearTimeout(retryTimer); attempt = 0; connect(); }
-    else if (signedIn) send({ type: "sync", after: lastId });
+    else if (signedIn) send({ type: "sync", after: cursor });
   }
   window.addEventListener("online", wake);
   document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") wake(); });
 
   // A server that crashed between commit and push never sends that push: an occasional
   // sync while the page is visible makes such a notification arrive anyway.
-  setInterval(() => { if (document.visibilityState === "visible" && signedIn) send({ type: "sync", after: lastId }); },
+  setInterval(() => { if (document.visibilityState === "visible" && signedIn) send({ type: "sync", after: cursor }); },
               120000 + Math.random() * 60000);
 
-  if (list) list.querySelectorAll(".inform-item").forEach((li) => remember(Number(li.dataset.id)));
-  window.mblogInform = { send: send, get lastId() { return lastId; }, get unread() { return unread; } };
+  if (list) list.querySelectorAll(".inform-item").forEach((li) => seen.add(Number(li.dataset.id)));
+  window.mblogInform = { send: send, get cursor() { return cursor; }, get unread() { return unread; } };
   connect();
 })();
