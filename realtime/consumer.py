@@ -10,7 +10,8 @@ from channels.exceptions import DenyConnection, StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import frames, wire
+from . import frames, sessions, wire
+from .hub import get_hub
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class GuardedConsumer(AsyncWebsocketConsumer):
             await self.disconnect(self.close_code)
         except Exception:
             log.exception("disconnect of %s failed", type(self).__name__)
+        if self._auth_groups:
+            await get_hub().leave(self, self._auth_groups)
 
     async def dispatch(self, message):
         # Channels >= 4.2 hops to a worker thread (close_old_connections) before every
@@ -94,10 +97,23 @@ class GuardedConsumer(AsyncWebsocketConsumer):
         self.bucket = TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST)
         self.strikes = 0
         self._disconnected = False
+        self._auth_groups: list[str] = []
+        user = self.scope.get("user")
+        self.session = sessions.session_tag(self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)) if (
+            user is not None and user.is_authenticated) else None
         try:
+            if self.session is not None:
+                # Before connect(): a sign-out racing the handshake still finds this socket.
+                await get_hub().join(self, [sessions.auth_group(user.pk)])
+                self._auth_groups = [sessions.auth_group(user.pk)]
             await self.connect()
         except DenyConnection:
             await self.close()
+
+    async def end_session(self) -> None:
+        """The session this socket was opened with has ended (signed out elsewhere too)."""
+        await self.send_frame(frames.error_frame("unauthenticated", "your session has ended; sign in again"))
+        await self.close(code=CLOSE_SESSION_ENDED)
 
     async def websocket_disconnect(self, message):
         self.close_code = message["code"]

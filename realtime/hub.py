@@ -33,6 +33,9 @@ REJOIN_SECONDS = 3600
 
 class HubSocket(Protocol):
     is_signed_in: bool
+    session: str | None
+
+    async def end_session(self) -> None: ...
 
     async def deliver(self, message: dict, frame: dict) -> None: ...
 
@@ -121,6 +124,11 @@ class Hub:
             return
         sockets = list(self.members.get(message.get("group", ""), ()))
         if not sockets:
+            return
+        if kind == "end_session":
+            for socket in sockets:
+                if message["session"] is None or socket.session == message["session"]:
+                    await socket.end_session()
             return
         frame = message["frame"]
         # One serialisation (and, under daphne, one WebSocket framing) per broadcast; the

@@ -116,7 +116,7 @@
     socket.onclose = (ev) => {
       socket = null;
       setStatus("offline");
-      if (ev.code === 4401) { showError("Sign in to chat."); return; }
+      if (ev.code === 4401 || ev.code === 4001) { showError("Sign in to chat."); return; }
       if (ev.code === 4404) { showError("No such room."); return; }
       // Exponential backoff with full jitter: up to 0.5 s, 1 s, 2 s … capped at 30 s.
       const ceiling = Math.min(30000, 500 * 2 ** attempt);

@@ -124,6 +124,7 @@
     socket.onclose = (ev) => {
       setStatus("offline");
       socket = null;
+      if (ev.code === 4001) { location.reload(); return; } // signed out: show the page as it is now
       if (ev.code === 4401 || ev.code === 4403) return;
       // Exponential backoff with full jitter: 0.5 s, 1 s, 2 s … capped at 30 s.
       const ceiling = Math.min(30000, 500 * 2 ** attempt);
