@@ -23,8 +23,8 @@ import stat
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from envexec import parse  # noqa: E402  (one KEY=VALUE parser for values and env files)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mblog.envfile import EnvFileError, parse  # noqa: E402  (the one KEY=VALUE parser, mblog/envfile.py)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PLACEHOLDER = re.compile(r"\{\{([A-Z][A-Z0-9_]*)\}\}")
@@ -83,7 +83,11 @@ def render(values: dict[str, str], out_dir: Path) -> list[Path]:
 def main(argv: list[str]) -> None:
     if len(argv) != 3:
         raise SystemExit(__doc__)
-    for path in render(parse(argv[1]), Path(argv[2])):
+    try:
+        values = parse(argv[1])
+    except (OSError, EnvFileError) as exc:
+        raise SystemExit(f"render: {exc}") from None
+    for path in render(values, Path(argv[2])):
         print(path)
 
 

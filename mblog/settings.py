@@ -4,18 +4,31 @@ Nothing set: SQLite file + in-process channel layer (one server process only).
 DATABASE_URL=postgres://…  and  REDIS_URL=redis://…  for production.
 """
 
+import os
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from mblog.envfile import parse as parse_env_file
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# A .env file beside manage.py (or DJANGO_ENV_FILE), read with the same parser as
+# deploy/envexec.py; variables already in the environment win over it.
+_env_file = Path(os.environ.get("DJANGO_ENV_FILE") or BASE_DIR / ".env")
+if os.environ.get("DJANGO_ENV_FILE") and not _env_file.is_file():
+    raise ImproperlyConfigured(f"DJANGO_ENV_FILE={_env_file} does not exist")
+if _env_file.is_file():
+    for _key, _value in parse_env_file(_env_file).items():
+        os.environ.setdefault(_key, _value)
+
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+# Read directly: django-environ would take a value starting with `$` for a reference
+# to another variable, and a secret key may start with anything.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
