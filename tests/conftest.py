@@ -2,6 +2,7 @@
 layer that bin/test provides (see its header); users come from make_user."""
 
 import asyncio
+import contextlib
 import json
 import os
 import socket as _socket
@@ -65,6 +66,39 @@ def as_alice(alice):
     c = Client()
     c.force_login(alice)
     return c
+
+
+class Pushes(list):
+    """(group, body) of every channel-layer group send, in order."""
+
+    def frames(self, group: str | None = None) -> list[dict]:
+        return [body["frame"] for g, body in self if group is None or g == group]
+
+
+@pytest.fixture
+def capture_pushes(monkeypatch, django_capture_on_commit_callbacks):
+    """`with capture_pushes() as pushes:` records every group send made inside the block
+    instead of sending it (Zulip's capture_send_event_calls): no Redis, no hub, no
+    transaction=True. The test's transaction never commits, so the block runs the
+    on-commit callbacks itself when it ends, the way a commit would: pushes of a
+    rolled-back savepoint are never recorded, and nothing is recorded before the end
+    of the block (assert after it)."""
+    from inform import push
+
+    @contextlib.contextmanager
+    def capture():
+        pushes = Pushes()
+
+        async def arecord(group, body):
+            pushes.append((group, body))
+
+        with monkeypatch.context() as m:
+            m.setattr(push, "_group_send", lambda group, body: pushes.append((group, body)))
+            m.setattr(push, "_agroup_send", arecord)
+            with django_capture_on_commit_callbacks(execute=True):
+                yield pushes
+
+    return capture
 
 
 def session_cookie_for(user) -> str:
