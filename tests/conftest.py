@@ -79,11 +79,12 @@ class Pushes(list):
 def capture_pushes(monkeypatch, django_capture_on_commit_callbacks):
     """`with capture_pushes() as pushes:` records every group send made inside the block
     instead of sending it (Zulip's capture_send_event_calls): no Redis, no hub, no
-    transaction=True. The test's transaction never commits, so the block runs the
-    on-commit callbacks itself when it ends, the way a commit would: pushes of a
-    rolled-back savepoint are never recorded, and nothing is recorded before the end
-    of the block (assert after it)."""
-    from inform import push
+    transaction=True. It records where realtime.transport would reach the layer, so
+    after-commit sends are recorded only when they run: the test's transaction never
+    commits, and the block runs the on-commit callbacks itself when it ends, the way a
+    commit would. Pushes of a rolled-back savepoint are never recorded, and none before
+    the end of the block (assert after it)."""
+    from realtime import transport
 
     @contextlib.contextmanager
     def capture():
@@ -93,8 +94,8 @@ def capture_pushes(monkeypatch, django_capture_on_commit_callbacks):
             pushes.append((group, body))
 
         with monkeypatch.context() as m:
-            m.setattr(push, "_group_send", lambda group, body: pushes.append((group, body)))
-            m.setattr(push, "_agroup_send", arecord)
+            m.setattr(transport, "_send_now", lambda group, body: pushes.append((group, body)))
+            m.setattr(transport, "agroup_send", arecord)
             with django_capture_on_commit_callbacks(execute=True):
                 yield pushes
 
