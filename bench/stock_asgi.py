@@ -12,13 +12,13 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mblog.settings")
 
-from mblog.asgi import application as site  # noqa: E402  (sets Django up)
-
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
+
+from mblog.asgi import application as site  # noqa: E402  (sets Django up)
 
 STOCK_GROUP = "bench-stock"
 STOCK_PATH = "/ws/stock/"

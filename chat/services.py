@@ -7,8 +7,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from inform.models import Verb
-from mblog.errors import ApplicationError
 from inform.services import send_inform
+from mblog.errors import ApplicationError
 
 from . import frames, push, selectors
 from .models import Message, Presence, Room, room_name_validator

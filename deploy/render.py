@@ -37,7 +37,7 @@ def compute(values: dict[str, str]) -> dict[str, str]:
         processes = int(values["PROCESSES"])
         ping, read_timeout = float(values["PING_INTERVAL"]), float(values["PROXY_READ_TIMEOUT"])
     except (KeyError, ValueError) as exc:
-        raise SystemExit(f"render: PROCESSES, PING_INTERVAL and PROXY_READ_TIMEOUT must be numbers ({exc})")
+        raise SystemExit(f"render: PROCESSES, PING_INTERVAL and PROXY_READ_TIMEOUT must be numbers ({exc})") from None
     if processes < 1:
         raise SystemExit("render: PROCESSES must be at least 1")
     if read_timeout <= ping:

@@ -66,3 +66,6 @@ class Follow(models.Model):
             models.UniqueConstraint(fields=["follower", "followed"], name="follow_once"),
             models.CheckConstraint(condition=~models.Q(follower=models.F("followed")), name="no_self_follow"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.follower_id} follows {self.followed_id}"

@@ -2,8 +2,8 @@
 publish or push again (checked on a real socket)."""
 
 import pytest
-from channels.db import database_sync_to_async as sync_to_async  # closes its connections
 from channels.db import database_sync_to_async as db
+from channels.db import database_sync_to_async as sync_to_async  # closes its connections
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.test import Client
 

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from chat.models import Message, Presence, Room
 from chat.services import chat_message_post, room_get_or_create
-from realtime.hub import get_hub
 from inform.models import Notification
+from realtime.hub import get_hub
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 

@@ -31,8 +31,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -501,7 +501,7 @@ class Deployment:
         args = [a for name in to for a in ("--to", name)]
         result = self.manage("send_inform", *args, "--verb", "mention", "--text", text, timeout=30)
         ids = [int(i) for i in re.search(r"ids ([\d, ]+)", result.stdout).group(1).split(",")]
-        return dict(zip(to, ids))
+        return dict(zip(to, ids, strict=True))
 
 
 def recv_frame(ws, timeout: float) -> dict:

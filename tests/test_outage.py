@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 import websocket
 
-from tests.conftest import ROOT, Daphne, free_port, session_cookie_for, live_database_url
+from tests.conftest import ROOT, Daphne, free_port, live_database_url, session_cookie_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -26,7 +26,7 @@ def test_a_batch_of_sessions_takes_two_queries(make_user, django_assert_num_quer
     keys = [session_key_for(u) for u in users]
     with django_assert_num_queries(2):
         found = users_for_session_keys(keys + ["no-such-session"])
-    assert {k: u.pk for k, u in found.items()} == {k: u.pk for k, u in zip(keys, users)}
+    assert {k: u.pk for k, u in found.items()} == {k: u.pk for k, u in zip(keys, users, strict=True)}
 
 
 def test_sessions_that_do_not_verify_are_left_to_channels(make_user):
