@@ -202,7 +202,7 @@ class Deployment:
                                              check=False).stdout.strip() != version:
             return False
         site_packages = f"lib/python{version}/site-packages"
-        key = hashlib.sha256((ROOT / "requirements.txt").read_bytes() + str(venv).encode()).hexdigest()[:12]
+        key = hashlib.sha256((ROOT / "requirements.lock").read_bytes() + str(venv).encode()).hexdigest()[:12]
         cached = ARTIFACTS / f"deploy-venv-{key}"
         if not (cached / "ready").exists():
             ARTIFACTS.mkdir(exist_ok=True)
@@ -212,7 +212,8 @@ class Deployment:
                 run([system, "-m", "venv", "--without-pip", str(build)])
                 (build / site_packages / "mblog-dev-venv.pth").write_text(str(venv / site_packages) + "\n")
                 r = run([str(venv / "bin" / "python"), "-m", "pip", "--python", str(build / "bin" / "python"), "install",
-                         "-q", "--disable-pip-version-check", "-r", str(ROOT / "requirements.txt")], check=False, timeout=120)
+                         "-q", "--disable-pip-version-check", "--require-hashes", "-r", str(ROOT / "requirements.lock")],
+                        check=False, timeout=120)
                 if r.returncode != 0:
                     self.notes.append(f"pip could not complete a {system} venv: {r.stderr.strip()[-300:]}")
                     return False
