@@ -2,8 +2,9 @@
 
 Every /ws/stock/ socket is a consumer with its own layer channel in one group;
 a broadcast is one group_send that the layer delivers to each consumer, which
-dispatches it (with Channels' per-message thread hop) and sends it. Same
-middleware as the site, same daphne, same channel layer settings.
+dispatches it (with Channels' per-message thread hop) and sends it. Channels' own
+middleware (AllowedHostsOriginValidator, AuthMiddlewareStack), not the site's single
+WebSocketAuthMiddleware; the same daphne and channel layer settings as the site.
 
     daphne bench.stock_asgi:application
 """

@@ -92,7 +92,7 @@ DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=0)
 # Under ASGI every database_sync_to_async call would open a fresh PostgreSQL connection
 # (persistent connections are per thread, so Django advises CONN_MAX_AGE=0 there): a
-# storm of signed-in sockets then crawls at ~25 connects/s. psycopg's pool reuses them.
+# storm of signed-in sockets then crawls (docs/performance.md). psycopg's pool reuses them.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool("DJANGO_DB_POOL", default=True):
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DJANGO_DB_POOL_MIN", default=2),
