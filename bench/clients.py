@@ -168,7 +168,7 @@ class Worker:
                 errors[f"{type(exc).__name__}: {exc}"[:80]] += 1
                 failed.append(cookie)
 
-        await asyncio.gather(*(one(r, c) for r, c in zip(requests, cookies)))
+        await asyncio.gather(*(one(r, c) for r, c in zip(requests, cookies, strict=True)))
         return {"ok": len(done), "failed": len(failed), "failed_cookies": failed,
                 "last": max(done, default=None), "errors": dict(errors.most_common(5))}
 
@@ -197,7 +197,7 @@ class Worker:
         if self.conns:
             try:
                 await asyncio.wait_for(self._all_closed.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         self._all_closed = None
         self.conns.clear()

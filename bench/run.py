@@ -299,7 +299,7 @@ def _prepare_rows(n_users: int) -> list:
         sessions.append(Session(session_key="bench" + get_random_string(27), session_data=store.encode(data),
                                 expire_date=expire))
     Session.objects.bulk_create(sessions, batch_size=1000)
-    return [(u, f"sessionid={s.session_key}") for u, s in zip(users, sessions)]
+    return [(u, f"sessionid={s.session_key}") for u, s in zip(users, sessions, strict=True)]
 
 
 def drop_sessions(pairs) -> None:
@@ -339,7 +339,7 @@ def push_personal(user, k: int) -> tuple[int, float, float]:
 def broadcast_figures(receipts: list, pushes: dict, n: int, last_times: list) -> dict:
     """pushes: text -> push time. Per-delivery latency pooled over all broadcasts."""
     lat, firsts, lasts = [], {}, {}
-    for t, kind, key in receipts:
+    for t, _kind, key in receipts:
         t0 = pushes.get(key)
         if t0 is None:
             continue

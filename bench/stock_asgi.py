@@ -2,8 +2,9 @@
 
 Every /ws/stock/ socket is a consumer with its own layer channel in one group;
 a broadcast is one group_send that the layer delivers to each consumer, which
-dispatches it (with Channels' per-message thread hop) and sends it. Same
-middleware as the site, same daphne, same channel layer settings.
+dispatches it (with Channels' per-message thread hop) and sends it. Channels' own
+middleware (AllowedHostsOriginValidator, AuthMiddlewareStack), not the site's single
+WebSocketAuthMiddleware; the same daphne and channel layer settings as the site.
 
     daphne bench.stock_asgi:application
 """
@@ -12,13 +13,13 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mblog.settings")
 
-from mblog.asgi import application as site  # noqa: E402  (sets Django up)
-
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
+
+from mblog.asgi import application as site  # noqa: E402  (sets Django up)
 
 STOCK_GROUP = "bench-stock"
 STOCK_PATH = "/ws/stock/"

@@ -7,9 +7,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from inform.models import Verb
+from inform.services import send_inform
 from mblog.errors import ApplicationError
 from realtime import ordering
-from inform.services import send_inform
 
 from . import frames, push, selectors
 from .models import Message, Presence, Room, room_name_validator

@@ -1,43 +1,28 @@
 #!/usr/bin/env python3
 """envexec ENV_FILE COMMAND [ARG...]: load ENV_FILE into the environment, then exec COMMAND.
 
-One parser for supervisor, systemd and operators' shells alike: KEY=VALUE lines, `#`
-comments, optional `export `, values optionally in single or double quotes (taken
-literally: no `$` expansion, so a secret key may hold any character). Values from the
-file win over the inherited environment, as with systemd's EnvironmentFile=.
+One parser for supervisor, systemd, operators' shells and the settings' .env alike
+(mblog/envfile.py: KEY=VALUE lines, `#` comments, optional `export `, values taken
+literally, so a secret key may hold any character). Values from the file win over the
+inherited environment, as with systemd's EnvironmentFile=.
 exec replaces this process, so supervisor/systemd signal the real server.
 """
 
 import os
-import re
 import sys
+from pathlib import Path
 
-LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
-
-
-def parse(path: str) -> dict[str, str]:
-    values = {}
-    with open(path, encoding="utf-8") as f:
-        for number, raw in enumerate(f, 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            m = LINE.match(line)
-            if not m:
-                raise SystemExit(f"envexec: {path}:{number}: not KEY=VALUE: {line!r}")
-            key, value = m.groups()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            elif " #" in value:  # trailing comment after an unquoted value
-                value = value.split(" #", 1)[0].rstrip()
-            values[key] = value
-    return values
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mblog.envfile import EnvFileError, parse  # noqa: E402  (the app's directory, not an installed package)
 
 
 def main(argv: list[str]) -> None:
     if len(argv) < 3:
         raise SystemExit("usage: envexec.py ENV_FILE COMMAND [ARG...]")
-    os.environ.update(parse(argv[1]))
+    try:
+        os.environ.update(parse(argv[1]))
+    except (OSError, EnvFileError) as exc:
+        raise SystemExit(f"envexec: {exc}") from None
     os.execvp(argv[2], argv[2:])
 
 

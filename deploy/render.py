@@ -23,8 +23,8 @@ import stat
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from envexec import parse  # noqa: E402  (one KEY=VALUE parser for values and env files)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mblog.envfile import EnvFileError, parse  # noqa: E402  (the one KEY=VALUE parser, mblog/envfile.py)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PLACEHOLDER = re.compile(r"\{\{([A-Z][A-Z0-9_]*)\}\}")
@@ -37,7 +37,7 @@ def compute(values: dict[str, str]) -> dict[str, str]:
         processes = int(values["PROCESSES"])
         ping, read_timeout = float(values["PING_INTERVAL"]), float(values["PROXY_READ_TIMEOUT"])
     except (KeyError, ValueError) as exc:
-        raise SystemExit(f"render: PROCESSES, PING_INTERVAL and PROXY_READ_TIMEOUT must be numbers ({exc})")
+        raise SystemExit(f"render: PROCESSES, PING_INTERVAL and PROXY_READ_TIMEOUT must be numbers ({exc})") from None
     if processes < 1:
         raise SystemExit("render: PROCESSES must be at least 1")
     if read_timeout <= ping:
@@ -83,7 +83,11 @@ def render(values: dict[str, str], out_dir: Path) -> list[Path]:
 def main(argv: list[str]) -> None:
     if len(argv) != 3:
         raise SystemExit(__doc__)
-    for path in render(parse(argv[1]), Path(argv[2])):
+    try:
+        values = parse(argv[1])
+    except (OSError, EnvFileError) as exc:
+        raise SystemExit(f"render: {exc}") from None
+    for path in render(values, Path(argv[2])):
         print(path)
 
 

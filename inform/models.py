@@ -55,6 +55,9 @@ class SiteUpdateRead(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "notification"], name="site_read_once")]
 
+    def __str__(self) -> str:
+        return f"user {self.user_id} read {self.notification_id}"
+
 
 class SiteUpdateManager(models.Manager):
     def get_queryset(self):

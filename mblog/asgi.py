@@ -13,8 +13,8 @@ from django.conf import settings  # noqa: E402
 
 from chat.routing import websocket_urlpatterns as chat_ws  # noqa: E402
 from inform.routing import websocket_urlpatterns as inform_ws  # noqa: E402
-from realtime.wire import defer_autobahn_config_dump  # noqa: E402
 from mblog.ws_auth import WebSocketAuthMiddleware  # noqa: E402
+from realtime.wire import defer_autobahn_config_dump  # noqa: E402
 
 defer_autobahn_config_dump()
 

@@ -6,8 +6,8 @@ from django.urls import reverse
 class User(AbstractUser):
     # A user's inform stream holds site updates with id > site_since (those published
     # after they joined). Site updates with id <= site_read_upto count as read; reads
-    # above it are receipts (inform.SiteUpdateRead). Both live here so that the
-    # request's own user row carries them and the unread badge is a single query.
+    # above it are receipts (inform.SiteUpdateRead). Only inform reads them
+    # (inform.selectors reads the stored values, never the caller's copy of the row).
     site_since = models.BigIntegerField(default=0)
     site_read_upto = models.BigIntegerField(default=0)
 
@@ -66,3 +66,6 @@ class Follow(models.Model):
             models.UniqueConstraint(fields=["follower", "followed"], name="follow_once"),
             models.CheckConstraint(condition=~models.Q(follower=models.F("followed")), name="no_self_follow"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.follower_id} follows {self.followed_id}"

@@ -4,18 +4,31 @@ Nothing set: SQLite file + in-process channel layer (one server process only).
 DATABASE_URL=postgres://…  and  REDIS_URL=redis://…  for production.
 """
 
+import os
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from mblog.envfile import parse as parse_env_file
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# A .env file beside manage.py (or DJANGO_ENV_FILE), read with the same parser as
+# deploy/envexec.py; variables already in the environment win over it.
+_env_file = Path(os.environ.get("DJANGO_ENV_FILE") or BASE_DIR / ".env")
+if os.environ.get("DJANGO_ENV_FILE") and not _env_file.is_file():
+    raise ImproperlyConfigured(f"DJANGO_ENV_FILE={_env_file} does not exist")
+if _env_file.is_file():
+    for _key, _value in parse_env_file(_env_file).items():
+        os.environ.setdefault(_key, _value)
+
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+# Read directly: django-environ would take a value starting with `$` for a reference
+# to another variable, and a secret key may start with anything.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
@@ -79,7 +92,7 @@ DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=0)
 # Under ASGI every database_sync_to_async call would open a fresh PostgreSQL connection
 # (persistent connections are per thread, so Django advises CONN_MAX_AGE=0 there): a
-# storm of signed-in sockets then crawls at ~25 connects/s. psycopg's pool reuses them.
+# storm of signed-in sockets then crawls (docs/performance.md). psycopg's pool reuses them.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool("DJANGO_DB_POOL", default=True):
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DJANGO_DB_POOL_MIN", default=2),

@@ -126,7 +126,7 @@ def drop(protocol, code: int, reason: str) -> None:
 def _share_factory_config(protocol) -> None:
     """autobahn copies ~60 options from the factory onto every connection's own __dict__,
     unless the protocol already has them; set once on the class, every later connection
-    reads the same values from there (about 1.5 kB less per socket, docs/performance.md).
+    reads the same values from there (less memory per socket, docs/performance.md).
     daphne configures its one factory before it accepts anything, and never changes it."""
     cls = type(protocol)
     if "_factory_config_shared" in cls.__dict__:
@@ -161,7 +161,7 @@ def _write_now(transport, data: bytes) -> bool:
 
     Twisted's ``transport.write`` never tries the socket at once: it queues the bytes,
     registers the socket for writability (an epoll_ctl), and sends on the next loop
-    turn (then another epoll_ctl). py-spy put that at ~70 % of a broadcast's CPU; one
+    turn (then another epoll_ctl), most of a broadcast's CPU (docs/performance.md); one
     ``send()`` that almost always takes the whole frame avoids all of it. Anything
     unusual (TLS, queued bytes, a closing connection, a short or failed send) goes
     through Twisted's path, which keeps ordering and error handling its own.
@@ -205,10 +205,11 @@ class _LazyPformat:
 def defer_autobahn_config_dump() -> None:
     """autobahn's WebSocketProtocol._connectionMade calls pprint.pformat on its ~50
     configuration attributes for a log.debug line, whether debug logging is on or not:
-    py-spy put that at 24 % of daphne's CPU in a storm of 5,000 sockets
-    (docs/performance.md). Hand it a lazy value that is formatted only if the line is."""
+    a large share of daphne's CPU in a connection storm (docs/performance.md). Hand it
+    a lazy value that is formatted only if the line is."""
     if _autobahn is None or _autobahn.pformat is _LazyPformat:
         return
     _autobahn.pformat = _LazyPformat
-    # The module's one other caller must still get a real string back.
+    # Timings.__str__ returns pformat's result as its own, so it must get a real str;
+    # the other caller (startHandshake's debug line) is a log argument, formatted lazily.
     _autobahn.Timings.__str__ = lambda self: pprint.pformat(self._timings)

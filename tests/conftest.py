@@ -1,15 +1,46 @@
 """Shared fixtures. Tests run against the real PostgreSQL and the real Redis channel
 layer that bin/test provides (see its header); users come from make_user."""
 
+import asyncio
+import contextlib
 import json
+import os
+import socket as _socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
+from django.test.utils import override_settings
 
 ORIGIN = b"http://127.0.0.1"
 PASSWORD = "pw-for-tests-123"
+
+
+# Per-test limits (pytest-timeout): pytest.ini's `timeout` for the fast tier, this for
+# tests that start servers or a browser. An explicit @pytest.mark.timeout wins.
+SLOW_TIMEOUT = 600
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker("timeout") is None and (
+            item.get_closest_marker("slow") or item.get_closest_marker("browser")
+        ):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hasher():
+    """Tests only: MD5 instead of PBKDF2, which costs a quarter of a second per user.
+    Servers the tests start as processes keep the production hashers."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture
@@ -37,6 +68,40 @@ def as_alice(alice):
     return c
 
 
+class Pushes(list):
+    """(group, body) of every channel-layer group send, in order."""
+
+    def frames(self, group: str | None = None) -> list[dict]:
+        return [body["frame"] for g, body in self if group is None or g == group]
+
+
+@pytest.fixture
+def capture_pushes(monkeypatch, django_capture_on_commit_callbacks):
+    """`with capture_pushes() as pushes:` records every group send made inside the block
+    instead of sending it (Zulip's capture_send_event_calls): no Redis, no hub, no
+    transaction=True. It records where realtime.transport would reach the layer, so
+    after-commit sends are recorded only when they run: the test's transaction never
+    commits, and the block runs the on-commit callbacks itself when it ends, the way a
+    commit would. Pushes of a rolled-back savepoint are never recorded, and none before
+    the end of the block (assert after it)."""
+    from realtime import transport
+
+    @contextlib.contextmanager
+    def capture():
+        pushes = Pushes()
+
+        async def arecord(group, body):
+            pushes.append((group, body))
+
+        with monkeypatch.context() as m:
+            m.setattr(transport, "_send_now", lambda group, body: pushes.append((group, body)))
+            m.setattr(transport, "agroup_send", arecord)
+            with django_capture_on_commit_callbacks(execute=True):
+                yield pushes
+
+    return capture
+
+
 def session_cookie_for(user) -> str:
     client = Client()
     client.force_login(user)
@@ -57,8 +122,16 @@ class Socket:
         self.comm = WebsocketCommunicator(application, path, headers=headers)
         self.connected = False
 
-    async def connect(self):
-        self.connected, self.close_code = await self.comm.connect(timeout=5)
+    async def connect(self, timeout: float = 5):
+        # The communicator would wait out the whole timeout when the app raises (an
+        # unknown path): stop waiting as soon as the app has failed.
+        connecting = asyncio.ensure_future(self.comm.connect(timeout=timeout))
+        await asyncio.wait([connecting, self.comm.future], return_when=asyncio.FIRST_COMPLETED)
+        app = self.comm.future
+        if not connecting.done() and app.done() and not app.cancelled() and app.exception() is not None:
+            connecting.cancel()
+            raise app.exception()
+        self.connected, self.close_code = await connecting
         return self.connected
 
     async def send(self, frame):
@@ -104,14 +177,6 @@ async def sockets():
 
 
 # --- real servers for browser and end-to-end tests ---------------------------------
-
-import os  # noqa: E402
-import socket as _socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"

@@ -2,15 +2,15 @@
 publish or push again (checked on a real socket)."""
 
 import pytest
-from channels.db import database_sync_to_async as sync_to_async  # closes its connections
 from channels.db import database_sync_to_async as db
+from channels.db import database_sync_to_async as sync_to_async  # closes its connections
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.test import Client
 
 from inform.models import Notification
 from inform.services import send_inform
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 NOTES = "/admin/inform/notification/"
 UPDATES = "/admin/inform/siteupdate/"
@@ -68,6 +68,7 @@ def test_admin_needs_staff(people):
     assert r.status_code == 302 and "/admin/login/" in r["Location"]
 
 
+@pytest.mark.django_db(transaction=True)  # sockets read from other threads: rows must be committed
 @pytest.mark.asyncio
 async def test_publish_as_site_update_action_pushes(sockets, people):
     admin, alice, bob = people
@@ -85,6 +86,7 @@ async def test_publish_as_site_update_action_pushes(sockets, people):
     assert await db(Notification.objects.count)() == 4
 
 
+@pytest.mark.django_db(transaction=True)  # sockets read from other threads: rows must be committed
 @pytest.mark.asyncio
 async def test_send_again_actions_push_the_stored_rows(sockets, people):
     admin, alice, bob = people
@@ -106,6 +108,7 @@ async def test_send_again_actions_push_the_stored_rows(sockets, people):
     assert await db(Notification.objects.count)() == 3  # nothing new stored
 
 
+@pytest.mark.django_db(transaction=True)  # sockets read from other threads: rows must be committed
 @pytest.mark.asyncio
 async def test_adding_a_site_update_in_the_admin_publishes_it(sockets, people):
     admin, alice, bob = people

@@ -1,5 +1,6 @@
-"""inform.services: send_inform stores and pushes after commit; read state and counts;
-the socket protocol for sync/read/read_all. Real PostgreSQL, real Redis layer."""
+"""inform.services: send_inform stores and pushes after commit; read state and counts
+(in process, pushes captured); the socket protocol for sync/read/read_all (real
+sockets over the real Redis layer)."""
 
 import threading
 
@@ -12,7 +13,13 @@ from inform.models import Notification, SiteUpdateRead
 from inform.selectors import latest_notification_id
 from inform.services import InformError, send_inform
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+pytestmark = pytest.mark.django_db
+
+
+def on_sockets(test):
+    """Tests with real sockets are transactional: the consumers read the database from
+    other threads, which see only committed rows."""
+    return pytest.mark.django_db(transaction=True)(pytest.mark.asyncio(test))
 
 
 class Boom(Exception):
@@ -23,41 +30,54 @@ async def users(make_user, *names):
     return [await db(make_user)(n) for n in names]
 
 
-async def unread(user) -> int:
-    def count():
-        user.refresh_from_db()
-        return selectors.unread_count(user)
-
-    return await db(count)()
+def unread(user) -> int:
+    user.refresh_from_db()
+    return selectors.unread_count(user)
 
 
 # --- send_inform ------------------------------------------------------------------
 
 
-async def test_send_to_one_user_stores_a_row_and_pushes_it(sockets, make_user):
-    alice, bob = await users(make_user, "alice", "bob")
-    a = await sockets.open(user=alice)
-    (n,) = await db(send_inform)(to=alice, verb="follow", text="bob followed you", actor=bob, url="/u/bob/")
-    frame = await a.recv()
-    assert frame["type"] == "inform" and frame["id"] == n.id and frame["unread"] == 1
-    row = await db(Notification.objects.get)(pk=n.id)
-    assert (row.recipient_id, row.actor_id, row.verb, row.text, row.read_at) == (alice.pk, bob.pk, "follow", "bob followed you", None)
+def test_send_to_one_user_stores_a_row_and_pushes_it(capture_pushes, make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    with capture_pushes() as pushes:
+        (n,) = send_inform(to=alice, verb="follow", text="bob followed you", actor=bob, url="/u/bob/")
+    assert pushes == [
+        (f"user.{alice.pk}", {"frame": {
+            "type": "inform", "id": n.id, "verb": "follow", "actor": "bob", "text": "bob followed you",
+            "url": "/u/bob/", "created": n.created.isoformat(), "unread": 1,
+        }}),
+    ]
+    row = Notification.objects.get(pk=n.id)
+    assert (row.recipient_id, row.actor_id, row.verb, row.text, row.read_at) == (
+        alice.pk, bob.pk, "follow", "bob followed you", None,
+    )
 
 
-async def test_send_to_several_users_pushes_each_their_own(sockets, make_user):
-    alice, bob, carol, dave = await users(make_user, "alice", "bob", "carol", "dave")
-    a, b, d = [await sockets.open(user=u) for u in (alice, bob, dave)]
-    sent = await db(send_inform)(to=[alice, bob, carol], verb="mention", text="hello all", actor=dave)
-    assert await db(Notification.objects.filter(verb="mention").count)() == 3
-    by_recipient = {n.recipient_id: n.id for n in sent}
-    fa, fb = await a.recv(), await b.recv()
-    assert fa["id"] == by_recipient[alice.pk] and fb["id"] == by_recipient[bob.pk]
-    assert fa["actor"] == fb["actor"] == "dave"
-    assert await a.silent() and await b.silent() and await d.silent()
+def test_send_to_several_users_pushes_each_their_own(capture_pushes, make_user):
+    alice, bob, carol, dave = (make_user(n) for n in ("alice", "bob", "carol", "dave"))
+    with capture_pushes() as pushes:
+        sent = send_inform(to=[alice, bob, carol], verb="mention", text="hello all", actor=dave)
+    assert Notification.objects.filter(verb="mention").count() == 3
+    assert [(g, body["frame"]["id"], body["frame"]["actor"]) for g, body in pushes] == [
+        (f"user.{n.recipient_id}", n.id, "dave") for n in sent
+    ]
+    assert f"user.{dave.pk}" not in {g for g, _ in pushes}
 
 
+def test_nothing_is_pushed_before_the_commit(capture_pushes, make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    with capture_pushes() as pushes:
+        with transaction.atomic():
+            send_inform(to=alice, verb="follow", text="bob followed you", actor=bob)
+            assert pushes == []
+        assert pushes == []  # a savepoint released is not a commit
+    assert [f["text"] for f in pushes.frames()] == ["bob followed you"]
+
+
+@on_sockets
 async def test_push_waits_for_commit(sockets, make_user):
-    """Inside a transaction nothing is pushed; the frame arrives once it commits."""
+    """End to end: inside a transaction nothing reaches a socket; the frame arrives once it commits."""
     alice, bob = await users(make_user, "alice", "bob")
     a = await sockets.open(user=alice)
     sent, release, done = threading.Event(), threading.Event(), threading.Event()
@@ -81,28 +101,21 @@ async def test_push_waits_for_commit(sockets, make_user):
     assert await db(done.wait)(5)
 
 
-async def test_rollback_is_never_announced(sockets, make_user):
-    alice, bob = await users(make_user, "alice", "bob")
-    a = await sockets.open(user=alice)
-    anon = await sockets.open()
-
-    def rolled_back():
+def test_rollback_is_never_announced(capture_pushes, make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    with capture_pushes() as pushes:
         with pytest.raises(Boom):
             with transaction.atomic():
                 send_inform(to=alice, verb="follow", text="never", actor=bob)
                 send_inform(everyone=True, verb="site_update", text="never either")
                 raise Boom()
-
-    await db(rolled_back)()
-    assert await db(Notification.objects.count)() == 0
-    assert await a.silent(0.7) and await anon.silent(0.1)
+    assert Notification.objects.count() == 0
+    assert pushes == []
 
 
-async def test_rollback_of_an_inner_savepoint_is_not_announced(sockets, make_user):
-    alice, bob = await users(make_user, "alice", "bob")
-    a = await sockets.open(user=alice)
-
-    def outer():
+def test_rollback_of_an_inner_savepoint_is_not_announced(capture_pushes, make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    with capture_pushes() as pushes:
         with transaction.atomic():
             try:
                 with transaction.atomic():
@@ -111,45 +124,51 @@ async def test_rollback_of_an_inner_savepoint_is_not_announced(sockets, make_use
             except Boom:
                 pass
             send_inform(to=alice, verb="follow", text="kept", actor=bob)
-
-    await db(outer)()
-    frame = await a.recv()
-    assert frame["text"] == "kept"
-    assert await a.silent()
-    assert await db(lambda: list(Notification.objects.values_list("text", flat=True)))() == ["kept"]
+    assert [f["text"] for f in pushes.frames()] == ["kept"]
+    assert list(Notification.objects.values_list("text", flat=True)) == ["kept"]
 
 
-async def test_everyone_stores_one_row_and_every_socket_gets_it(sockets, make_user):
-    alice, bob = await users(make_user, "alice", "bob")
-    a1, a2, b = [await sockets.open(user=u) for u in (alice, alice, bob)]
-    anon = await sockets.open()
-    (n,) = await db(send_inform)(everyone=True, verb="site_update", text="maintenance at 5", url="/about/")
-    assert await db(Notification.objects.count)() == 1
-    assert n.recipient_id is None
-    for s in (a1, a2, b):
-        f = await s.recv()
-        assert f["type"] == "inform" and f["id"] == n.id and f["verb"] == "site_update" and f["text"] == "maintenance at 5"
-    f = await anon.recv()
-    assert f == {
+def test_everyone_stores_one_row_and_pushes_one_message(capture_pushes, make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    with capture_pushes() as pushes:
+        (n,) = send_inform(everyone=True, verb="site_update", text="maintenance at 5", url="/about/")
+    assert Notification.objects.count() == 1 and n.recipient_id is None
+    ((group, body),) = pushes
+    assert group == "site"
+    assert body["frame"] == {
+        "type": "inform", "id": n.id, "verb": "site_update", "actor": None, "text": "maintenance at 5",
+        "url": "/about/", "created": n.created.isoformat(),
+    }
+    assert body["anonymous_frame"] == {
         "type": "feed", "event": "site_update", "actor": None, "text": "maintenance at 5", "url": "/about/",
         "created": n.created.isoformat(),
     }
     # it is in every user's stream and unread count
-    assert await unread(alice) == 1 and await unread(bob) == 1
+    assert unread(alice) == 1 and unread(bob) == 1
 
 
-async def test_users_who_sign_up_later_do_not_see_older_site_updates(make_user):
-    (alice,) = await users(make_user, "alice")
-    (old,) = await db(send_inform)(everyone=True, verb="site_update", text="before carol")
-    (carol,) = await users(make_user, "carol")
-    (new,) = await db(send_inform)(everyone=True, verb="site_update", text="after carol")
-    carol_ids = await db(lambda: [n.id for n in selectors.notifications_after(carol, 0, 50)])()
-    alice_ids = await db(lambda: [n.id for n in selectors.notifications_after(alice, 0, 50)])()
-    assert carol_ids == [new.id]
-    assert alice_ids == [old.id, new.id]
-    assert await unread(carol) == 1 and await unread(alice) == 2
+@on_sockets
+async def test_everyone_reaches_every_socket(sockets, make_user):
+    alice, bob = await users(make_user, "alice", "bob")
+    a1, a2, b = [await sockets.open(user=u) for u in (alice, alice, bob)]
+    anon = await sockets.open()
+    (n,) = await db(send_inform)(everyone=True, verb="site_update", text="maintenance at 5", url="/about/")
+    for s in (a1, a2, b):
+        f = await s.recv()
+        assert f["type"] == "inform" and f["id"] == n.id and f["text"] == "maintenance at 5"
+    assert (await anon.recv())["type"] == "feed"
+
+
+def test_users_who_sign_up_later_do_not_see_older_site_updates(make_user):
+    alice = make_user("alice")
+    (old,) = send_inform(everyone=True, verb="site_update", text="before carol")
+    carol = make_user("carol")
+    (new,) = send_inform(everyone=True, verb="site_update", text="after carol")
+    assert [n.id for n in selectors.notifications_after(carol, 0, 50)] == [new.id]
+    assert [n.id for n in selectors.notifications_after(alice, 0, 50)] == [old.id, new.id]
+    assert unread(carol) == 1 and unread(alice) == 2
     with pytest.raises(InformError):
-        await db(services.notifications_mark_read)(carol, [old.id])
+        services.notifications_mark_read(carol, [old.id])
 
 
 @pytest.mark.parametrize(
@@ -160,28 +179,29 @@ async def test_users_who_sign_up_later_do_not_see_older_site_updates(make_user):
         {"verb": "follow", "text": "   ", "everyone": True},
     ],
 )
-async def test_bad_arguments_raise_and_store_nothing(make_user, kwargs):
+def test_bad_arguments_raise_and_store_nothing(capture_pushes, kwargs):
+    with capture_pushes() as pushes, pytest.raises(InformError):
+        send_inform(**kwargs)
+    assert Notification.objects.count() == 0 and pushes == []
+
+
+def test_both_to_and_everyone_raise(make_user):
+    alice = make_user("alice")
     with pytest.raises(InformError):
-        await db(send_inform)(**kwargs)
-    assert await db(Notification.objects.count)() == 0
+        send_inform(to=alice, everyone=True, verb="follow", text="x")
+    assert Notification.objects.count() == 0
 
 
-async def test_both_to_and_everyone_raise(make_user):
-    (alice,) = await users(make_user, "alice")
-    with pytest.raises(InformError):
-        await db(send_inform)(to=alice, everyone=True, verb="follow", text="x")
-    assert await db(Notification.objects.count)() == 0
-
-
-async def test_actor_is_not_notified_of_their_own_action(sockets, make_user):
-    alice, bob = await users(make_user, "alice", "bob")
-    a = await sockets.open(user=alice)
-    sent = await db(send_inform)(to=[alice, bob], verb="mention", text="me and bob", actor=alice)
+def test_actor_is_not_notified_of_their_own_action(capture_pushes, make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    with capture_pushes() as pushes:
+        sent = send_inform(to=[alice, bob], verb="mention", text="me and bob", actor=alice)
     assert [n.recipient_id for n in sent] == [bob.pk]
-    assert await db(Notification.objects.filter(recipient=alice).count)() == 0
-    assert await a.silent()
+    assert Notification.objects.filter(recipient=alice).count() == 0
+    assert [g for g, _ in pushes] == [f"user.{bob.pk}"]
 
 
+@on_sockets
 async def test_async_helper_pushes_too(sockets, make_user):
     alice, bob = await users(make_user, "alice", "bob")
     a = await sockets.open(user=alice)
@@ -199,55 +219,62 @@ def _seed(alice, bob):
     return personal, site
 
 
-async def test_mark_read_ids_personal_and_site_updates(make_user):
-    alice, bob = await users(make_user, "alice", "bob")
-    personal, site = await db(_seed)(alice, bob)
-    assert await unread(alice) == 5 and await unread(bob) == 3
-    left = await db(services.notifications_mark_read)(alice, [personal[0].id, site[1].id])
-    assert left == 3 and await unread(alice) == 3
+def test_mark_read_ids_personal_and_site_updates(capture_pushes, make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    personal, site = _seed(alice, bob)
+    assert unread(alice) == 5 and unread(bob) == 3
+    with capture_pushes() as pushes:
+        left = services.notifications_mark_read(alice, [personal[0].id, site[1].id])
+    assert left == 3 and unread(alice) == 3
+    # every tab of alice learns the count; nobody else hears of it
+    assert pushes == [(f"user.{alice.pk}", {"frame": {"type": "unread", "unread": 3}})]
     # bob's site updates are untouched by alice's reads
-    assert await unread(bob) == 3
-    assert await db(SiteUpdateRead.objects.filter(user=alice).count)() == 1
+    assert unread(bob) == 3
+    assert SiteUpdateRead.objects.filter(user=alice).count() == 1
     # reading again is harmless
-    assert await db(services.notifications_mark_read)(alice, [personal[0].id, site[1].id]) == 3
+    assert services.notifications_mark_read(alice, [personal[0].id, site[1].id]) == 3
 
 
-async def test_mark_all_read_covers_personal_and_site_updates(make_user):
-    alice, bob = await users(make_user, "alice", "bob")
-    await db(_seed)(alice, bob)
-    await db(services.notifications_mark_read)(alice, [])  # nothing to do is fine
-    assert await db(services.notifications_mark_all_read)(alice) == 0
-    assert await unread(alice) == 0 and await unread(bob) == 3
+def test_mark_all_read_covers_personal_and_site_updates(capture_pushes, make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    _seed(alice, bob)
+    services.notifications_mark_read(alice, [])  # nothing to do is fine
+    with capture_pushes() as pushes:
+        assert services.notifications_mark_all_read(alice) == 0
+    assert pushes.frames(f"user.{alice.pk}") == [{"type": "unread", "unread": 0}] and len(pushes) == 1
+    assert unread(alice) == 0 and unread(bob) == 3
     # newer ones count again
-    await db(send_inform)(everyone=True, verb="site_update", text="later")
-    await db(send_inform)(to=alice, verb="follow", text="later", actor=bob)
-    assert await unread(alice) == 2
+    send_inform(everyone=True, verb="site_update", text="later")
+    send_inform(to=alice, verb="follow", text="later", actor=bob)
+    assert unread(alice) == 2
 
 
-async def test_mark_read_of_someone_elses_ids_changes_nothing(make_user):
-    alice, bob = await users(make_user, "alice", "bob")
-    personal, _ = await db(_seed)(alice, bob)
-    bobs = await db(lambda: Notification.objects.get(recipient=bob).id)()
-    with pytest.raises(InformError):
-        await db(services.notifications_mark_read)(alice, [personal[0].id, bobs])
-    assert await unread(alice) == 5 and await unread(bob) == 3
-    assert await db(Notification.objects.filter(read_at__isnull=False).count)() == 0
+def test_mark_read_of_someone_elses_ids_changes_nothing(capture_pushes, make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    personal, _ = _seed(alice, bob)
+    bobs = Notification.objects.get(recipient=bob).id
+    with capture_pushes() as pushes, pytest.raises(InformError):
+        services.notifications_mark_read(alice, [personal[0].id, bobs])
+    assert pushes == []
+    assert unread(alice) == 5 and unread(bob) == 3
+    assert Notification.objects.filter(read_at__isnull=False).count() == 0
 
 
-async def test_read_with_a_stale_user_object_counts_right(sockets, make_user):
+def test_read_with_a_stale_user_object_counts_right(capture_pushes, make_user):
     """Two tabs: one marks everything read, the other (holding an older user row) then
     reads one new notification; both must be told 0, not a count that resurrects the
     site updates the first tab read."""
-    alice, bob = await users(make_user, "alice", "bob")
-    await db(_seed)(alice, bob)
-    stale = await db(type(alice).objects.get)(pk=alice.pk)  # loaded before read_all
-    assert await db(services.notifications_mark_all_read)(alice) == 0
-    (n,) = await db(send_inform)(to=alice, verb="follow", text="new", actor=bob)
-    a = await sockets.open(user=alice)
-    assert await db(services.notifications_mark_read)(stale, [n.id]) == 0
-    assert await a.recv() == {"type": "unread", "unread": 0}
+    alice, bob = make_user("alice"), make_user("bob")
+    _seed(alice, bob)
+    stale = type(alice).objects.get(pk=alice.pk)  # loaded before read_all
+    assert services.notifications_mark_all_read(alice) == 0
+    (n,) = send_inform(to=alice, verb="follow", text="new", actor=bob)
+    with capture_pushes() as pushes:
+        assert services.notifications_mark_read(stale, [n.id]) == 0
+    assert pushes.frames() == [{"type": "unread", "unread": 0}]
 
 
+@on_sockets
 async def test_a_tab_opened_before_another_tab_read_all_reports_the_right_count(sockets, make_user):
     """Tab 1 connects, tab 2 marks all read, a new notification arrives, tab 1 reads it:
     every tab must show 0 (tab 1's socket holds the user row from before read_all)."""
@@ -267,6 +294,7 @@ async def test_a_tab_opened_before_another_tab_read_all_reports_the_right_count(
 # --- the socket protocol ------------------------------------------------------------
 
 
+@on_sockets
 async def test_unread_frames_reach_every_socket_of_the_user(sockets, make_user):
     alice, bob = await users(make_user, "alice", "bob")
     personal, site = await db(_seed)(alice, bob)
@@ -279,9 +307,10 @@ async def test_unread_frames_reach_every_socket_of_the_user(sockets, make_user):
     assert await t1.recv() == {"type": "unread", "unread": 0}
     assert await t2.recv_until("unread") == {"type": "unread", "unread": 0}
     assert await b.silent()
-    assert await unread(alice) == 0 and await unread(bob) == 3
+    assert await db(unread)(alice) == 0 and await db(unread)(bob) == 3
 
 
+@on_sockets
 async def test_socket_read_of_someone_elses_ids_is_an_error_and_changes_nothing(sockets, make_user):
     alice, bob = await users(make_user, "alice", "bob")
     personal, _ = await db(_seed)(alice, bob)
@@ -292,11 +321,12 @@ async def test_socket_read_of_someone_elses_ids_is_an_error_and_changes_nothing(
     frame = await a.recv()
     assert frame["type"] == "error" and str(bobs) in frame["detail"]
     assert await a.silent() and await b.silent()
-    assert await unread(alice) == 5 and await unread(bob) == 3
+    assert await db(unread)(alice) == 5 and await db(unread)(bob) == 3
     await a.send({"type": "read", "ids": [10**9]})
     assert (await a.recv())["type"] == "error"
 
 
+@on_sockets
 async def test_sync_returns_everything_after_oldest_first_then_unread(sockets, make_user):
     alice, bob = await users(make_user, "alice", "bob")
     personal, site = await db(_seed)(alice, bob)
@@ -315,6 +345,7 @@ async def test_sync_returns_everything_after_oldest_first_then_unread(sockets, m
     assert (await a.recv())["type"] == "synced"
 
 
+@on_sockets
 async def test_sync_after_the_last_id_is_just_the_count(sockets, make_user):
     alice, bob = await users(make_user, "alice", "bob")
     _, site = await db(_seed)(alice, bob)
@@ -323,6 +354,7 @@ async def test_sync_after_the_last_id_is_just_the_count(sockets, make_user):
     assert await a.recv() == {"type": "unread", "unread": 5}
 
 
+@on_sockets
 async def test_sync_pages_through_more_than_one_batch(sockets, make_user):
     from inform.consumers import SYNC_BATCH
 
@@ -337,6 +369,7 @@ async def test_sync_pages_through_more_than_one_batch(sockets, make_user):
     assert await a.recv() == {"type": "unread", "unread": SYNC_BATCH + 5}
 
 
+@on_sockets
 @pytest.mark.parametrize("after", [-1, "5", None, 1.5, True, 2**63])
 async def test_sync_with_bad_after_is_a_bad_request(sockets, make_user, after):
     (alice,) = await users(make_user, "alice")

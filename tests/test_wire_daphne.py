@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 
 from inform.services import send_inform
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 async def _open(url: str, compression):

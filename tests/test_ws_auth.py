@@ -14,7 +14,7 @@ from mblog.ws_auth import user_for_scope, users_for_session_keys
 
 from .conftest import Socket, session_cookie_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def session_key_for(user) -> str:
@@ -26,7 +26,7 @@ def test_a_batch_of_sessions_takes_two_queries(make_user, django_assert_num_quer
     keys = [session_key_for(u) for u in users]
     with django_assert_num_queries(2):
         found = users_for_session_keys(keys + ["no-such-session"])
-    assert {k: u.pk for k, u in found.items()} == {k: u.pk for k, u in zip(keys, users)}
+    assert {k: u.pk for k, u in found.items()} == {k: u.pk for k, u in zip(keys, users, strict=True)}
 
 
 def test_sessions_that_do_not_verify_are_left_to_channels(make_user):
@@ -41,6 +41,7 @@ def test_sessions_that_do_not_verify_are_left_to_channels(make_user):
     assert {u.username for u in found.values()} == {"fine"}
 
 
+@pytest.mark.django_db(transaction=True)  # handshakes read sessions from other threads
 @pytest.mark.asyncio
 async def test_concurrent_handshakes_each_get_their_own_user(make_user):
     users = [await database_sync_to_async(make_user)(f"c{i}") for i in range(60)]
@@ -50,6 +51,7 @@ async def test_concurrent_handshakes_each_get_their_own_user(make_user):
     assert [u.pk for u in resolved] == [u.pk for u in users]
 
 
+@pytest.mark.django_db(transaction=True)  # handshakes read sessions from other threads
 @pytest.mark.asyncio
 async def test_a_changed_password_signs_the_socket_out_and_flushes_the_session(make_user):
     alice = await database_sync_to_async(make_user)("alice")
@@ -74,6 +76,7 @@ async def test_a_changed_password_signs_the_socket_out_and_flushes_the_session(m
     assert not await database_sync_to_async(Session.objects.filter(session_key=key).exists)()
 
 
+@pytest.mark.django_db(transaction=True)  # handshakes read sessions from other threads
 @pytest.mark.asyncio
 async def test_unknown_cookie_and_no_cookie_are_anonymous():
     from django.contrib.sessions.backends.db import SessionStore
@@ -84,6 +87,7 @@ async def test_unknown_cookie_and_no_cookie_are_anonymous():
     assert not (await user_for_scope(scope)).is_authenticated
 
 
+@pytest.mark.django_db(transaction=True)  # handshakes read sessions from other threads
 @pytest.mark.asyncio
 async def test_the_session_cookie_is_found_among_other_cookies(make_user):
 
