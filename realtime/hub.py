@@ -169,7 +169,7 @@ class Hub:
         for n in itertools.count(1):
             try:
                 await asyncio.wait_for(self._wake.wait(), interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             if await self._probe(timeout=timeout):

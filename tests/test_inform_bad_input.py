@@ -7,8 +7,8 @@ import pytest
 from channels.db import database_sync_to_async as db
 from django.conf import settings
 
-from inform.selectors import latest_notification_id
 from inform.models import Notification, SiteUpdateRead
+from inform.selectors import latest_notification_id
 from inform.services import send_inform
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
