@@ -33,13 +33,17 @@ class NotificationAdmin(admin.ModelAdmin):
     def recipient_or_everyone(self, obj):
         return obj.recipient or "everyone (site update)"
 
-    @admin.action(description="Publish a site update to everyone with this text")
+    def has_publish_permission(self, request):
+        """Publishing creates a site update: it takes the permission to add one."""
+        return request.user.has_perm("inform.add_siteupdate") or request.user.has_perm("inform.add_notification")
+
+    @admin.action(description="Publish a site update to everyone with this text", permissions=["publish"])
     def publish_as_site_update(self, request, queryset):
         for n in queryset:
             send_inform(everyone=True, verb=Verb.SITE_UPDATE, text=n.text, url=n.url, actor=request.user)
         self.message_user(request, f"Published {queryset.count()} site update(s).", messages.SUCCESS)
 
-    @admin.action(description="Send again (push the stored notifications live)")
+    @admin.action(description="Send again (push the stored notifications live)", permissions=["change"])
     def send_again(self, request, queryset):
         personal = [n for n in queryset.select_related("actor", "recipient") if n.recipient_id]
         notify_informs(personal)
@@ -56,13 +60,15 @@ class SiteUpdateAdmin(admin.ModelAdmin):
     actions = ["send_again"]
 
     def has_change_permission(self, request, obj=None):
-        return obj is None  # published updates are history; publish a new one instead
+        # Published updates are history (publish a new one instead); the permission
+        # still decides who may run "send again" on them.
+        return obj is None and super().has_change_permission(request)
 
     def save_model(self, request, obj, form, change):
         (n,) = send_inform(everyone=True, verb=Verb.SITE_UPDATE, text=obj.text, url=obj.url, actor=request.user)
         obj.pk, obj.id, obj.created = n.pk, n.id, n.created
 
-    @admin.action(description="Send again (push live to every open socket)")
+    @admin.action(description="Send again (push live to every open socket)", permissions=["change"])
     def send_again(self, request, queryset):
         for n in queryset.select_related("actor"):
             notify_site_update(n)
