@@ -117,6 +117,35 @@ else:
     # The hub channel carries all of a process's traffic: give it room for bursts.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10000}}}
 
+# Django's cache holds the request budgets (mblog.throttle): shared by every process
+# through Redis when there is one, per process otherwise.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL.split(",")[0].strip(),
+            "KEY_PREFIX": env.str("CHANNEL_LAYER_PREFIX", default="mblog"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+def _budget(name: str, default: str) -> tuple[int, int]:
+    """THROTTLE_<NAME>=limit/seconds, e.g. 10/900; a limit of 0 turns it off."""
+    limit, _, seconds = env.str(f"THROTTLE_{name.upper()}", default=default).partition("/")
+    return int(limit), int(seconds)
+
+
+THROTTLES = {
+    "login_account": _budget("login_account", "10/900"),  # failed sign-ins per username
+    "login_address": _budget("login_address", "30/300"),  # sign-in attempts per client address
+    "signup_address": _budget("signup_address", "10/3600"),  # sign-up attempts per client address
+    "chat_user": _budget("chat_user", "20/10"),  # chat messages per user, socket and HTTP alike
+}
+# Mentions in one post, reply or chat message that notify anyone; the rest are plain text.
+MAX_MENTIONS = env.int("MAX_MENTIONS", default=10)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
