@@ -747,6 +747,7 @@ def main(argv=None) -> int:
         "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY", "bench-secret-key"),
         "DJANGO_DEBUG": "0",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "WS_MAX_SOCKETS_PER_ADDRESS": "0",  # every benchmark client is 127.0.0.1
         "PYTHONPATH": str(ROOT),
     }
     server_env = dict(item.split("=", 1) for item in args.server_env)

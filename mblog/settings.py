@@ -174,6 +174,9 @@ if env.bool("DJANGO_BEHIND_PROXY", default=False):
 WS_RATE_PER_SECOND = env.float("WS_RATE_PER_SECOND", default=10.0)
 WS_RATE_BURST = env.int("WS_RATE_BURST", default=20)
 WS_MAX_FRAME_CHARS = env.int("WS_MAX_FRAME_CHARS", default=8192)
+# Open sockets per signed-in user and per client address, per process (mblog.ws_limits); 0: no cap.
+WS_MAX_SOCKETS_PER_USER = env.int("WS_MAX_SOCKETS_PER_USER", default=32)
+WS_MAX_SOCKETS_PER_ADDRESS = env.int("WS_MAX_SOCKETS_PER_ADDRESS", default=256)
 # Chat presence: each socket refreshes its row this often; rows older than STALE are gone.
 CHAT_PRESENCE_HEARTBEAT = env.float("CHAT_PRESENCE_HEARTBEAT", default=15.0)
 CHAT_PRESENCE_STALE = env.float("CHAT_PRESENCE_STALE", default=45.0)
