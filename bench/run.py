@@ -100,7 +100,7 @@ class Clients:
         """All sockets at once (every worker starts all of its connects together)."""
         parts = [cookies[i :: len(self.pipes)] for i in range(len(self.pipes))]
         t0 = time.monotonic()
-        res = self._all("connect", per_worker=[("127.0.0.1", port, path, ORIGIN, part, timeout) for part in parts])
+        res = self._all("connect", per_worker=[("127.0.0.1", port, path, f"{ORIGIN}:{port}", part, timeout) for part in parts])
         lasts = [r["last"] for r in res if r["last"] is not None]
         errors: dict = {}
         for r in res:
@@ -747,6 +747,7 @@ def main(argv=None) -> int:
         "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY", "bench-secret-key"),
         "DJANGO_DEBUG": "0",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "WS_MAX_SOCKETS_PER_ADDRESS": "0",  # every benchmark client is 127.0.0.1
         "PYTHONPATH": str(ROOT),
     }
     server_env = dict(item.split("=", 1) for item in args.server_env)

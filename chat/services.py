@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from mblog.throttle import Budget, wait_words
 from inform.models import Verb
 from inform.services import send_inform
 from mblog.errors import ApplicationError
@@ -17,6 +18,14 @@ from .models import Message, Presence, Room, room_name_validator
 
 class ChatError(ApplicationError):
     """Bad input; nothing was changed."""
+
+
+class RateLimited(ChatError):
+    """The author used up their message budget; nothing was changed."""
+
+
+# One budget per user for chat messages, whether they come over a socket or an HTTP POST.
+MESSAGE_BUDGET = Budget("chat_user")
 
 
 def clean_room_name(name: str) -> str:
@@ -47,10 +56,15 @@ def clean_text(text: str) -> str:
     return text
 
 
-def chat_message_post(*, room: Room, author, text: str) -> Message:
-    """Store the message, then (after commit) broadcast it with its id and inform @mentioned users."""
+def chat_message_post(*, room: Room, author, text: str, budgeted: bool = False) -> Message:
+    """Store the message, then (after commit) broadcast it with its id and inform @mentioned users.
+
+    budgeted=True (what a user sends, over a socket or HTTP) first takes one message from
+    the author's budget, or raises RateLimited."""
     from mblog.services import mentioned_users
 
+    if budgeted and not MESSAGE_BUDGET.hit(author.pk):
+        raise RateLimited(f"too many messages; wait {wait_words(MESSAGE_BUDGET.retry_after())}")
     text = clean_text(text)
     with transaction.atomic():
         ordering.take_turn("chat", room.id)

@@ -41,12 +41,20 @@ def room_detail(request, room):
     if not request.user.is_authenticated:  # the page asks them to sign in
         return render(request, "chat/room.html", {"name": name, "room": None})
     chat_room = services.room_get_or_create(name=name, by=request.user)
+    status = 200
     if request.method == "POST":  # the no-JavaScript way to talk
         try:
-            services.chat_message_post(room=chat_room, author=request.user, text=request.POST.get("text", ""))
+            services.chat_message_post(
+                room=chat_room, author=request.user, text=request.POST.get("text", ""), budgeted=True
+            )
+        except services.RateLimited as exc:
+            flash.error(request, str(exc))
+            status = 429  # the page again, with the message kept out of the log
         except services.ChatError as exc:
             flash.error(request, str(exc))
-        return redirect(chat_room)
+            return redirect(chat_room)
+        else:
+            return redirect(chat_room)
     before = request.GET.get("before")
     shown, more = selectors.messages_before(chat_room, int(before) if before and before.isdigit() else None)
     return render(
@@ -62,6 +70,7 @@ def room_detail(request, room):
             "present": selectors.present_usernames(chat_room),
             "max_length": Message.MAX_LENGTH,
         },
+        status=status,
     )
 
 

@@ -13,7 +13,8 @@ reaches a server. OUT_DIR gets the same layout as deploy/templates/:
   bin/mblog-manage, bin/mblog-rolling-restart -> /usr/local/bin/
 
 Computed values: DAPHNE_UPSTREAMS (nginx server lines, one per process), DAPHNE_INSTANCES
-("0 1 …"), and SECRET_KEY when left empty (a fresh random key). Standard library only.
+("0 1 …"), and SECRET_KEY when left empty (a fresh random key). Defaults when absent:
+MAX_OPEN_FILES=65536, WS_CONN_PER_ADDRESS=256. Standard library only.
 """
 
 import os
@@ -50,6 +51,8 @@ def compute(values: dict[str, str]) -> dict[str, str]:
         f"server unix:{run_dir}/daphne-{i}.sock max_fails=1 fail_timeout=5s;" for i in range(processes)
     )
     values["DAPHNE_INSTANCES"] = " ".join(str(i) for i in range(processes))
+    values.setdefault("MAX_OPEN_FILES", "65536")
+    values.setdefault("WS_CONN_PER_ADDRESS", "256")
     if not values.get("SECRET_KEY"):
         values["SECRET_KEY"] = secrets.token_urlsafe(50)
     return values

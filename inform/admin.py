@@ -1,8 +1,23 @@
+from django import forms
 from django.contrib import admin, messages
 
 from .models import Notification, SiteUpdate, Verb
 from .push import notify_informs, notify_site_update
-from .services import send_inform
+from .services import InformError, clean_url, send_inform
+
+
+class NotificationForm(forms.ModelForm):
+    """The service's URL rule, shown on the form instead of failing on save."""
+
+    class Meta:
+        model = Notification
+        fields = "__all__"
+
+    def clean_url(self):
+        try:
+            return clean_url(self.cleaned_data.get("url", ""))
+        except InformError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
 
 class KindFilter(admin.SimpleListFilter):
@@ -22,6 +37,7 @@ class KindFilter(admin.SimpleListFilter):
 
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
+    form = NotificationForm
     list_display = ("id", "verb", "recipient_or_everyone", "actor", "text", "created", "read_at")
     list_filter = (KindFilter, "verb")
     search_fields = ("text", "recipient__username", "actor__username")
@@ -33,13 +49,22 @@ class NotificationAdmin(admin.ModelAdmin):
     def recipient_or_everyone(self, obj):
         return obj.recipient or "everyone (site update)"
 
-    @admin.action(description="Publish a site update to everyone with this text")
-    def publish_as_site_update(self, request, queryset):
-        for n in queryset:
-            send_inform(everyone=True, verb=Verb.SITE_UPDATE, text=n.text, url=n.url, actor=request.user)
-        self.message_user(request, f"Published {queryset.count()} site update(s).", messages.SUCCESS)
+    def has_publish_permission(self, request):
+        """Publishing creates a site update: it takes the permission to add one."""
+        return request.user.has_perm("inform.add_siteupdate") or request.user.has_perm("inform.add_notification")
 
-    @admin.action(description="Send again (push the stored notifications live)")
+    @admin.action(description="Publish a site update to everyone with this text", permissions=["publish"])
+    def publish_as_site_update(self, request, queryset):
+        published = 0
+        for n in queryset:
+            try:
+                send_inform(everyone=True, verb=Verb.SITE_UPDATE, text=n.text, url=n.url, actor=request.user)
+                published += 1
+            except InformError as exc:
+                self.message_user(request, f"Not published #{n.id}: {exc}", messages.ERROR)
+        self.message_user(request, f"Published {published} site update(s).", messages.SUCCESS)
+
+    @admin.action(description="Send again (push the stored notifications live)", permissions=["change"])
     def send_again(self, request, queryset):
         personal = [n for n in queryset.select_related("actor", "recipient") if n.recipient_id]
         notify_informs(personal)
@@ -50,19 +75,22 @@ class NotificationAdmin(admin.ModelAdmin):
 
 @admin.register(SiteUpdate)
 class SiteUpdateAdmin(admin.ModelAdmin):
+    form = NotificationForm
     list_display = ("id", "text", "url", "actor", "created")
     search_fields = ("text", "actor__username")
     fields = ("text", "url")
     actions = ["send_again"]
 
     def has_change_permission(self, request, obj=None):
-        return obj is None  # published updates are history; publish a new one instead
+        # Published updates are history (publish a new one instead); the permission
+        # still decides who may run "send again" on them.
+        return obj is None and super().has_change_permission(request)
 
     def save_model(self, request, obj, form, change):
         (n,) = send_inform(everyone=True, verb=Verb.SITE_UPDATE, text=obj.text, url=obj.url, actor=request.user)
         obj.pk, obj.id, obj.created = n.pk, n.id, n.created
 
-    @admin.action(description="Send again (push live to every open socket)")
+    @admin.action(description="Send again (push live to every open socket)", permissions=["change"])
     def send_again(self, request, queryset):
         for n in queryset.select_related("actor"):
             notify_site_update(n)

@@ -1,6 +1,8 @@
 """Writes of the inform app. send_inform() is the one helper everything else calls."""
 
+import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
@@ -19,6 +21,37 @@ User = get_user_model()
 
 class InformError(ApplicationError):
     """Bad arguments or ids that are not the user's: nothing was changed."""
+
+
+MAX_URL_LENGTH = Notification._meta.get_field("url").max_length
+_URL_UNSAFE_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
+
+
+def url_is_safe(url: str) -> bool:
+    """A link target that cannot run script: a path on this site (one leading slash) or an
+    http(s) URL with a host. No whitespace, control characters or backslashes, which
+    browsers strip or read as slashes."""
+    if not url or len(url) > MAX_URL_LENGTH or _URL_UNSAFE_CHARS.search(url):
+        return False
+    if url.startswith("/"):
+        return not url.startswith("//")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def clean_url(url: str) -> str:
+    """The notification URL as stored: empty, a site path or an http(s) URL; InformError otherwise."""
+    url = (url or "").strip()
+    if url and not url_is_safe(url):
+        if len(url) > MAX_URL_LENGTH:
+            raise InformError(f"url must be at most {MAX_URL_LENGTH} characters (got {len(url)})")
+        raise InformError(
+            f"url must be a path starting with a single / or an http(s):// URL, got {url[:60]!r}"
+        )
+    return url
 
 
 def send_inform(
@@ -43,6 +76,7 @@ def send_inform(
     text = text.strip()
     if not text:
         raise InformError("text must not be empty")
+    url = clean_url(url)
     with transaction.atomic():
         ordering.take_turn("inform")
         if everyone:

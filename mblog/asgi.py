@@ -8,12 +8,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mblog.settings")
 django_asgi_app = get_asgi_application()  # sets Django up before the consumers import models
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from chat.routing import websocket_urlpatterns as chat_ws  # noqa: E402
 from inform.routing import websocket_urlpatterns as inform_ws  # noqa: E402
 from mblog.ws_auth import WebSocketAuthMiddleware  # noqa: E402
+from mblog.ws_limits import SocketCapMiddleware  # noqa: E402
+from mblog.ws_origin import OriginCheckMiddleware  # noqa: E402
 from realtime.wire import defer_autobahn_config_dump  # noqa: E402
 
 defer_autobahn_config_dump()
@@ -27,7 +28,9 @@ if not settings.REDIS_URL:
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(WebSocketAuthMiddleware(URLRouter(inform_ws + chat_ws))),
+        "websocket": OriginCheckMiddleware(
+            WebSocketAuthMiddleware(SocketCapMiddleware(URLRouter(inform_ws + chat_ws)))
+        ),
     }
 )
 

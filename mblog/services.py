@@ -3,10 +3,11 @@ signal receivers in signals.py, which call the announce_* functions here."""
 
 import re
 
+from django.conf import settings
 from django.db import transaction
 
 from inform import push
-from inform.models import Verb
+from inform.models import Notification, Verb
 from inform.services import send_inform
 
 from .errors import ApplicationError
@@ -38,12 +39,17 @@ def follow_toggle(*, follower: User, followed: User) -> bool:
 
 
 def mentioned_users(text: str) -> list[User]:
-    names = {m.group(1).rstrip(".") for m in MENTION.finditer(text)}
+    """The users @mentioned in text: the first settings.MAX_MENTIONS distinct names only,
+    so one message cannot notify a crowd."""
+    names = list(dict.fromkeys(m.group(1).rstrip(".") for m in MENTION.finditer(text)))[: settings.MAX_MENTIONS]
     return list(User.objects.filter(username__in=names)) if names else []
 
 
 def announce_follow(follow: Follow) -> None:
+    """ "x followed you", once: following again after an unfollow tells nobody again."""
     actor = follow.follower
+    if Notification.objects.filter(recipient=follow.followed, actor=actor, verb=Verb.FOLLOW).exists():
+        return
     send_inform(
         to=follow.followed, verb=Verb.FOLLOW, actor=actor, text=f"{actor.username} followed you", url=actor.get_absolute_url()
     )

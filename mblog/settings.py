@@ -130,6 +130,35 @@ else:
     # The hub channel carries all of a process's traffic: give it room for bursts.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10000}}}
 
+# Django's cache holds the request budgets (mblog.throttle): shared by every process
+# through Redis when there is one, per process otherwise.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL.split(",")[0].strip(),
+            "KEY_PREFIX": env.str("CHANNEL_LAYER_PREFIX", default="mblog"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+def _budget(name: str, default: str) -> tuple[int, int]:
+    """THROTTLE_<NAME>=limit/seconds, e.g. 10/900; a limit of 0 turns it off."""
+    limit, _, seconds = env.str(f"THROTTLE_{name.upper()}", default=default).partition("/")
+    return int(limit), int(seconds)
+
+
+THROTTLES = {
+    "login_account": _budget("login_account", "10/900"),  # failed sign-ins per username
+    "login_address": _budget("login_address", "30/300"),  # sign-in attempts per client address
+    "signup_address": _budget("signup_address", "10/3600"),  # sign-up attempts per client address
+    "chat_user": _budget("chat_user", "20/10"),  # chat messages per user, socket and HTTP alike
+}
+# Mentions in one post, reply or chat message that notify anyone; the rest are plain text.
+MAX_MENTIONS = env.int("MAX_MENTIONS", default=10)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -160,6 +189,9 @@ WS_RATE_BURST = env.int("WS_RATE_BURST", default=20)
 WS_MAX_FRAME_CHARS = env.int("WS_MAX_FRAME_CHARS", default=8192)
 # A socket whose peer leaves more than this many bytes unread is dropped (close 4413).
 WS_MAX_BACKLOG_BYTES = env.int("WS_MAX_BACKLOG_BYTES", default=1024 * 1024)
+# Open sockets per signed-in user and per client address, per process (mblog.ws_limits); 0: no cap.
+WS_MAX_SOCKETS_PER_USER = env.int("WS_MAX_SOCKETS_PER_USER", default=32)
+WS_MAX_SOCKETS_PER_ADDRESS = env.int("WS_MAX_SOCKETS_PER_ADDRESS", default=256)
 # Chat presence: each socket refreshes its row this often; rows older than STALE are gone.
 CHAT_PRESENCE_HEARTBEAT = env.float("CHAT_PRESENCE_HEARTBEAT", default=15.0)
 CHAT_PRESENCE_STALE = env.float("CHAT_PRESENCE_STALE", default=45.0)

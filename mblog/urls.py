@@ -6,6 +6,7 @@ from . import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("accounts/signup/", views.signup, name="signup"),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("u/<str:username>/", views.profile, name="profile"),
     path("u/<str:username>/follow/", views.follow_toggle, name="follow_toggle"),

@@ -1,4 +1,5 @@
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpResponseBadRequest, JsonResponse
@@ -12,6 +13,40 @@ from . import selectors, services
 from .errors import ApplicationError
 from .forms import PostForm, ReplyForm, SignupForm
 from .models import Follow, Post, Reply, User
+from .throttle import Budget, client_address, wait_words
+
+LOGIN_ACCOUNT = Budget("login_account")
+LOGIN_ADDRESS = Budget("login_address")
+SIGNUP_ADDRESS = Budget("signup_address")
+
+
+def refusal(budget: Budget, what: str) -> str:
+    return f"Too many {what}. Try again in {wait_words(budget.retry_after())}."
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login, with budgets: sign-in attempts per client address, and failed
+    sign-ins per username (checked before the password is hashed)."""
+
+    def post(self, request, *args, **kwargs):
+        if not LOGIN_ADDRESS.hit(client_address(request)):
+            return self.refuse(LOGIN_ADDRESS, "sign-in attempts from your address")
+        if LOGIN_ACCOUNT.spent(self.account()):
+            return self.refuse(LOGIN_ACCOUNT, "failed sign-ins for this account")
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        LOGIN_ACCOUNT.hit(self.account())
+        return super().form_invalid(form)
+
+    def account(self) -> str:
+        return self.request.POST.get("username", "").strip().lower()[:150]
+
+    def refuse(self, budget: Budget, what: str):
+        context = self.get_context_data(form=self.get_form_class()(self.request), throttled=refusal(budget, what))
+        response = self.render_to_response(context, status=429)
+        response["Retry-After"] = str(budget.retry_after())
+        return response
 
 
 def home(request):
@@ -19,6 +54,11 @@ def home(request):
 
 
 def signup(request):
+    if request.method == "POST" and not SIGNUP_ADDRESS.hit(client_address(request)):
+        context = {"form": SignupForm(), "throttled": refusal(SIGNUP_ADDRESS, "sign-ups from your address")}
+        response = render(request, "registration/signup.html", context, status=429)
+        response["Retry-After"] = str(SIGNUP_ADDRESS.retry_after())
+        return response
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()

@@ -43,6 +43,16 @@ def fast_password_hasher():
         yield
 
 
+@pytest.fixture(autouse=True)
+def own_cache(settings):
+    """Request budgets live in the cache (Redis under bin/test): each test gets keys of its own."""
+    import uuid
+
+    caches = {name: dict(conf) for name, conf in settings.CACHES.items()}
+    caches["default"]["KEY_PREFIX"] = f"{caches['default'].get('KEY_PREFIX', '')}.{uuid.uuid4().hex[:12]}"
+    settings.CACHES = caches
+
+
 @pytest.fixture
 def make_user(django_user_model):
     def make(username: str, **extra):

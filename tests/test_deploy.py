@@ -24,6 +24,7 @@ import os
 import pwd
 import queue
 import re
+import resource
 import shutil
 import signal
 import ssl
@@ -43,6 +44,8 @@ from tests.conftest import ARTIFACTS, ROOT, free_port
 pytestmark = pytest.mark.slow
 
 SERVER_NAME = "mblog.test"
+# The shipped default is 65536; a container may not allow raising the hard limit that far.
+MAX_OPEN_FILES = min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
 ORIGIN = f"https://{SERVER_NAME}"
 PROCESSES = 2
 PING_INTERVAL = 1  # short, so that a socket idle for PROXY_READ_TIMEOUT proves the pings keep it open
@@ -50,6 +53,10 @@ PROXY_READ_TIMEOUT = 3
 DEMO_PASSWORD = "demo-pass-123"
 CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 NGINX = "/usr/sbin/nginx"  # Debian's package (not always on a non-root PATH)
+
+
+def default_file_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
 
 def run(cmd, check=True, timeout=60, **kw) -> subprocess.CompletedProcess:
@@ -166,6 +173,7 @@ class Deployment:
             "PING_INTERVAL": str(PING_INTERVAL),
             "PING_TIMEOUT": "30",
             "PROXY_READ_TIMEOUT": str(PROXY_READ_TIMEOUT),
+            "MAX_OPEN_FILES": str(MAX_OPEN_FILES),
             "SECRET_KEY": "",  # render.py generates one
             "DATABASE_URL": f"{self.pg_base}/{self.db_name}",
             "REDIS_URL": self.redis_url,
@@ -353,7 +361,8 @@ class Deployment:
             text, n = re.subn(rf"(?m)^{key}\s*=.*$", f"{key}={value}", text)
             assert n == 1, f"supervisord.conf: expected one {key}= line"
         self.supervisor_conf.write_text(text)
-        run(["supervisord", "-c", str(self.supervisor_conf)], env=CLEAN_ENV)
+        # Started with the usual default soft limit, so that the shipped minfds must raise it.
+        run(["supervisord", "-c", str(self.supervisor_conf)], env=CLEAN_ENV, preexec_fn=default_file_limit)
         self.on_teardown("supervisor", self.stop_supervisor)
         self.supervisord_pid = int(wait_until(
             lambda: (self.tmp / "supervisord.pid").exists() and (self.tmp / "supervisord.pid").read_text().strip(),
@@ -703,6 +712,18 @@ def test_shipped_configs_are_consistent(site):
         assert oct(st.st_mode & 0o777) == oct(0o660), oct(st.st_mode)
         assert grp.getgrgid(st.st_gid).gr_name == site.web_group
         assert pwd.getpwuid(st.st_uid).pw_name == site.user
+
+
+def test_daphne_may_hold_many_sockets_and_nginx_caps_them_per_address(site):
+    # Each socket is an open file: the shipped supervisor file raises the limit for daphne.
+    for pid in site.daphne_pids().values():
+        limits = Path(f"/proc/{pid}/limits").read_text()
+        assert int(re.search(r"(?m)^Max open files\s+(\d+)", limits).group(1)) >= MAX_OPEN_FILES > 1024, limits
+    unit = (site.rendered / "systemd" / "mblog-daphne@.service").read_text()
+    assert f"LimitNOFILE={MAX_OPEN_FILES}" in unit
+    nginx = (site.rendered / "nginx" / "mblog.conf").read_text()
+    ws_location = nginx[nginx.index("location /ws/"):]
+    assert re.search(r"limit_conn mblog_ws_per_address \d+;", ws_location[: ws_location.index("}")])
 
 
 def test_http_static_health_and_login_through_nginx(site):

@@ -45,10 +45,18 @@
     return e;
   }
 
+  // A link target only if a click on it cannot run script: a path on this site or an
+  // http(s) URL (the server refuses others, but a row may have been stored around it).
+  function safeHref(url) {
+    if (typeof url !== "string" || !url || url.length > 500 || /[\x00-\x20\x7f\\]/.test(url)) return null;
+    if (url[0] === "/") return url[1] === "/" ? null : url;
+    return /^https?:\/\/[^/]/i.test(url) ? url : null;
+  }
+
   function toast(text, url) {
     if (!toasts) return;
     const t = el("a", "toast", text);
-    t.href = url || "/inform/";
+    t.href = safeHref(url) || "/inform/";
     toasts.prepend(t);
     while (toasts.children.length > MAX_TOASTS) toasts.lastChild.remove();
     setTimeout(() => t.remove(), 8000);
@@ -62,7 +70,7 @@
     li.dataset.id = f.id;
     li.append(el("span", "verb", f.verb.replace("_", " ")), " ");
     const a = el("a", "", f.text);
-    a.href = f.url || "#";
+    a.href = safeHref(f.url) || "#";
     li.append(a, " ", el("time", "", "just now"));
     // Newest first: insert above the first item with a smaller id.
     const after = Array.from(list.children).find((c) => Number(c.dataset.id) < f.id);
@@ -81,7 +89,7 @@
       li.append(who, " ");
     }
     const a = el("a", "text", f.text);
-    a.href = f.url || "#";
+    a.href = safeHref(f.url) || "#";
     li.append(a, " ", el("time", "", "just now"));
     feed.prepend(li);
   }

@@ -1,0 +1,59 @@
+"""Caps on open WebSockets per signed-in user and per client address, in this process.
+
+Every socket holds a file descriptor and memory for as long as it is open: without a
+cap one session (or one address, signed in or not) can open sockets until the process
+runs out of descriptors and nobody else gets in. A handshake over a cap is accepted,
+told why in an error frame and closed with 4429, so that a browser sees the code.
+0 turns a cap off (the benchmark opens thousands of sockets from one address).
+
+The client address is the one daphne reports: the real client's behind nginx
+(--proxy-headers), where nginx's limit_conn also caps sockets per address before they
+reach any process.
+"""
+
+import json
+from collections import Counter
+
+from django.conf import settings
+
+CLOSE_TOO_MANY = 4429
+
+
+class SocketCapMiddleware:
+    """Sits after the auth middleware (it needs scope["user"])."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.by_user: Counter = Counter()
+        self.by_address: Counter = Counter()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "websocket":
+            return await self.inner(scope, receive, send)
+        user = scope.get("user")
+        user_key = user.pk if user is not None and user.is_authenticated else None
+        address = (scope.get("client") or (None,))[0]
+        per_user, per_address = settings.WS_MAX_SOCKETS_PER_USER, settings.WS_MAX_SOCKETS_PER_ADDRESS
+        if user_key is not None and per_user and self.by_user[user_key] >= per_user:
+            return await self._refuse(receive, send, f"at most {per_user} open sockets per user; close a tab")
+        if address is not None and per_address and self.by_address[address] >= per_address:
+            return await self._refuse(receive, send, f"at most {per_address} open sockets per address")
+        if user_key is not None:
+            self.by_user[user_key] += 1
+        if address is not None:
+            self.by_address[address] += 1
+        try:
+            return await self.inner(scope, receive, send)
+        finally:
+            for counter, key in ((self.by_user, user_key), (self.by_address, address)):
+                if key is not None:
+                    counter[key] -= 1
+                    if counter[key] <= 0:
+                        del counter[key]
+
+    async def _refuse(self, receive, send, detail: str) -> None:
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        frame = {"type": "error", "code": "too_many_sockets", "detail": detail}
+        await send({"type": "websocket.send", "text": json.dumps(frame, separators=(",", ":"))})
+        await send({"type": "websocket.close", "code": CLOSE_TOO_MANY})
