@@ -181,6 +181,6 @@ class ChatConsumer(GuardedConsumer):
         try:
             await db(services.chat_message_post)(room=self.room, author=self.user, text=frame["text"], budgeted=True)
         except services.RateLimited as exc:
-            await self.send_frame(inform_frames.error_frame("rate_limited", str(exc)))
+            await self.send_frame(error_frame("rate_limited", str(exc)))
         except services.ChatError as exc:
             await self.send_frame(error_frame("bad_request", str(exc)))

@@ -6,10 +6,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from mblog.throttle import Budget, wait_words
 from inform.models import Verb
 from inform.services import send_inform
 from mblog.errors import ApplicationError
+from mblog.throttle import Budget, wait_words
 from realtime import ordering
 
 from . import frames, push, selectors

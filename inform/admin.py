@@ -11,7 +11,7 @@ class NotificationForm(forms.ModelForm):
 
     class Meta:
         model = Notification
-        fields = "__all__"
+        fields = ["recipient", "actor", "verb", "text", "url", "read_at"]
 
     def clean_url(self):
         try:
