@@ -230,3 +230,12 @@ def close_pooled_connections(django_db_setup, django_db_blocker):
             conn.close()
             if getattr(conn, "pool", None):
                 conn.close_pool()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The figure lines of the fault tests (tests/faults.py), whatever the capture mode."""
+    faults = sys.modules.get("tests.faults")
+    if faults is not None and faults.FIGURES:
+        terminalreporter.section("fault figures")
+        for line in faults.FIGURES:
+            terminalreporter.write_line(line)

@@ -1,0 +1,210 @@
+"""The fault matrix of issue 9: each test runs real processes (daphne, a private
+redis-server, PostgreSQL), injects one fault while notifications are being pushed, and
+checks what clients end with against the committed rows of the database.
+
+Two kinds of client (tests/faults.py Tab): sockets that stay open (never reconnect; an
+id sent twice on one is a defect) and clients that reconnect and resume with
+`sync after=<last synced cursor>` (they drop ids they hold). Each test prints its
+figure line (sent, received, lost, duplicated); the run shows them all at the end.
+"""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.conftest import ROOT, Daphne, free_port, live_database_url, session_cookie_for
+from tests.faults import PrivateRedis, Pusher, Tab, figure, manage, tally, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+# The shipped default: an outage shorter than this can go unnoticed by a process's hub.
+PROBE_INTERVAL = 2.0
+PAUSE = 1.0  # a Redis stall shorter than PROBE_INTERVAL
+SETTLE = 30  # seconds a healed server has to bring every client to the committed state
+
+
+@pytest.fixture
+def private_redis():
+    redis = PrivateRedis().start()
+    yield redis
+    redis.cleanup()
+
+
+def server_env(redis: PrivateRedis, **extra) -> dict:
+    return {
+        **os.environ,
+        "DATABASE_URL": live_database_url(),
+        "REDIS_URL": redis.url,
+        "INFORM_HUB_PROBE_INTERVAL": "0.5",
+        **{k: str(v) for k, v in extra.items()},
+    }
+
+
+def stream_ids(user) -> set[int]:
+    from inform.selectors import stream
+
+    return set(stream(user).values_list("id", flat=True))
+
+
+def open_tabs(url: str, users, *, reconnect: bool) -> list[Tab]:
+    tabs = []
+    for user in users:
+        tab = Tab(url, session_cookie_for(user), reconnect=reconnect, name=f"{user.username}-{reconnect}")
+        tab.user = user
+        tab.start()
+        tabs.append(tab)
+    for tab in tabs:
+        assert tab.ready.wait(15), f"{tab.name} did not open"
+        assert tab.failure is None, tab.failure
+    return tabs
+
+
+def settle(tabs: list[Tab], timeout: float = SETTLE) -> dict[Tab, set[int]]:
+    """Wait (up to timeout) until every tab holds exactly its user's committed stream;
+    returns the expected sets whether or not they got there (the tally says)."""
+    expected = {tab: stream_ids(tab.user) for tab in tabs}
+    try:
+        wait_until(lambda: all(t.snapshot() == expected[t] for t in tabs), timeout, "every tab to hold its stream",
+                   interval=0.2)
+    except AssertionError:
+        pass
+    return expected
+
+
+def check(name: str, tabs: list[Tab], expected: dict[Tab, set[int]]) -> dict:
+    numbers = tally(tabs, expected)
+    figure(name, **numbers, sockets=sum(t.sockets for t in tabs))
+    return numbers
+
+
+def stop_all(tabs: list[Tab]) -> None:
+    for tab in tabs:
+        tab.stopping.set()
+    for tab in tabs:
+        tab.join(10)
+
+
+# --- 1. Redis killed and restarted mid-burst ---------------------------------------
+
+
+def test_redis_killed_and_restarted_mid_burst(private_redis, make_user):
+    """Issue 9, finding 1: 20 users, one socket each that stays open, and one resuming
+    client each; 24 send_inform calls (3 at a time) to all 20; redis-server SIGKILLed
+    after the 8th call and restarted (empty) after the 16th."""
+    users = [make_user(f"u{i:02d}") for i in range(20)]
+    env = server_env(private_redis, INFORM_HUB_PROBE_INTERVAL=PROBE_INTERVAL)
+    server = Daphne(env, name="faults-redis-kill").start()
+    tabs: list[Tab] = []
+    try:
+        open_ = open_tabs(server.url, users, reconnect=False)
+        resuming = open_tabs(server.url, users, reconnect=True)
+        tabs = open_ + resuming
+        # each resuming client also drops its socket once: before, during or after the outage
+        drop_at = {tab: (4, 12, 20)[i % 3] for i, tab in enumerate(resuming)}
+
+        done = 0
+        lock = threading.Condition()
+        argv = [a for u in users for a in ("--to", u.username)]
+
+        def call(i: int) -> None:
+            nonlocal done
+            manage(env, "send_inform", *argv, "--verb", "mention", "--text", f"burst #{i}")
+            with lock:
+                done += 1
+                lock.notify_all()
+                finished = done
+            for tab, at in drop_at.items():
+                if at == finished:
+                    tab.drop()
+
+        def wait_done(n: int) -> None:
+            with lock:
+                assert lock.wait_for(lambda: done >= n, 120), f"only {done} calls finished"
+
+        slots = threading.Semaphore(3)
+        threads = []
+
+        def run(i):
+            try:
+                call(i)
+            finally:
+                slots.release()
+
+        def launcher():
+            for i in range(1, 25):
+                slots.acquire()
+                t = threading.Thread(target=run, args=(i,))
+                t.start()
+                threads.append(t)
+
+        feeder = threading.Thread(target=launcher)
+        t0 = time.monotonic()
+        feeder.start()
+        wait_done(8)
+        private_redis.kill()
+        t1 = time.monotonic()
+        wait_done(16)
+        private_redis.start()
+        t2 = time.monotonic()
+        wait_done(24)
+        print(f"burst: 8 calls {t1 - t0:.1f}s, outage {t2 - t1:.1f}s, total {time.monotonic() - t0:.1f}s")
+        feeder.join()
+        for t in threads:
+            t.join()
+
+        expected = settle(tabs)
+        open_numbers = check("redis-kill/open", open_, expected)
+        resume_numbers = check("redis-kill/resuming", resuming, expected)
+        closed = [t.close_codes for t in open_ if t.closed.is_set()]
+    finally:
+        stop_all(tabs)
+        server.stop()
+    assert all(len(e) == 24 for e in expected.values())
+    assert_delivered(open_numbers, resume_numbers, closed)
+
+
+def assert_delivered(open_numbers: dict, resume_numbers: dict, closed: list) -> None:
+    """Open sockets: every committed id once. Resuming clients: every committed id
+    (they drop what they already hold)."""
+    assert not closed, f"sockets that should have stayed open were closed: {closed}"
+    assert (open_numbers["lost"], open_numbers["duplicated"], open_numbers["extra"]) == (0, 0, 0), open_numbers
+    assert (resume_numbers["lost"], resume_numbers["extra"]) == (0, 0), resume_numbers
+
+
+def test_redis_paused_for_less_than_the_probe_interval(private_redis, make_user):
+    """redis-server stopped (SIGSTOP) for 1 s, shorter than the hub's probe interval,
+    while a sender pushes to 20 users: nobody misses anything, nothing is sent twice."""
+    users = [make_user(f"u{i:02d}") for i in range(20)]
+    env = server_env(private_redis, INFORM_HUB_PROBE_INTERVAL=PROBE_INTERVAL)
+    server = Daphne(env, name="faults-redis-pause").start()
+    tabs: list[Tab] = []
+    pusher = None
+    try:
+        open_ = open_tabs(server.url, users, reconnect=False)
+        resuming = open_tabs(server.url, users, reconnect=True)
+        tabs = open_ + resuming
+        pusher = Pusher(env, "--to", ",".join(u.username for u in users), "--count", "60", "--progress", "1",
+                        "--pace", "0.02")
+        wait_until(lambda: pusher.sent >= 20 or pusher.done.is_set(), 60, "20 pushes")
+        private_redis.pause()
+        paused_at = time.monotonic()
+        time.sleep(PAUSE)  # the fault itself lasts this long
+        private_redis.resume()
+        paused_for = time.monotonic() - paused_at
+        pusher.wait(120)
+        expected = settle(tabs)
+        open_numbers = check("redis-pause/open", open_, expected)
+        resume_numbers = check("redis-pause/resuming", resuming, expected)
+        closed = [t.close_codes for t in open_ if t.closed.is_set()]
+    finally:
+        if pusher:
+            pusher.kill()
+        stop_all(tabs)
+        server.stop()
+    assert paused_for < PROBE_INTERVAL
+    assert all(len(e) == 60 for e in expected.values())
+    assert_delivered(open_numbers, resume_numbers, closed)
