@@ -335,13 +335,14 @@ class Tab(threading.Thread):
 
     reconnect=False, a socket that stays open: it never reconnects and sends nothing
     unless told to; it collects the inform ids it is sent. An id sent twice on one
-    socket is a repeat (a defect).
+    socket is a repeat (a defect on a socket that stays open).
 
     reconnect=True, a client that resumes: it sends {"type":"sync","after":cursor} on
     every open, where cursor is the last `synced` cursor it got (servers that answer a
     sync without one: the highest id it holds, as the browser did); on a close it opens
-    a new socket. Ids it already holds are dropped (counted as `resent`, expected after
-    a reconnect). On `reset` it reloads its list from /inform/api/notifications/.
+    a new socket. Ids it already holds are dropped (counted as `resent` when a later
+    socket sends them again, expected after a reconnect). On `reset` it reloads its
+    list from /inform/api/notifications/.
 
     The badge is the last unread count the server told it (an `unread` frame or the
     `unread` of a live inform frame)."""
@@ -469,11 +470,10 @@ class Tab(threading.Thread):
                 fid = frame["id"]
                 if fid in sent_here:
                     self.repeats += 1
-                sent_here.add(fid)
-                if fid in self.ids:
+                elif fid in self.ids:
                     self.resent += 1
-                else:
-                    self.ids.add(fid)
+                sent_here.add(fid)
+                self.ids.add(fid)
                 if "unread" in frame:
                     self.badge = frame["unread"]
             else:
@@ -574,7 +574,11 @@ def _parse_frame(buf: bytes):
 
 
 def tally(tabs: list[Tab], expected: dict[Tab, set[int]]) -> dict:
-    """sent / received / lost / duplicated (and extra, resent) over these tabs."""
+    """sent / received / lost / duplicated over these tabs (extra: ids not in the stream).
+
+    duplicated: ids sent twice on one socket, for tabs that stay open (a defect).
+    Resuming tabs report dropped instead: ids they already held and dropped, re-sent
+    after a reconnect or a live frame crossing a sync answer (expected, de-duplicated)."""
     sent = received = lost = extra = 0
     for tab in tabs:
         got, want = tab.snapshot(), expected[tab]
@@ -582,5 +586,10 @@ def tally(tabs: list[Tab], expected: dict[Tab, set[int]]) -> dict:
         received += len(got & want)
         lost += len(want - got)
         extra += len(got - want)
-    return {"sent": sent, "received": received, "lost": lost, "duplicated": sum(t.repeats for t in tabs),
-            "extra": extra, "resent": sum(t.resent for t in tabs)}
+    numbers = {"sent": sent, "received": received, "lost": lost}
+    if any(t.reconnect for t in tabs):
+        numbers["dropped"] = sum(t.repeats + t.resent for t in tabs)
+    else:
+        numbers["duplicated"] = sum(t.repeats for t in tabs)
+    numbers["extra"] = extra
+    return numbers

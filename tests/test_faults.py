@@ -9,6 +9,7 @@ figure line (sent, received, lost, duplicated); the run shows them all at the en
 """
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +18,8 @@ import time
 import pytest
 
 from tests.conftest import ROOT, Daphne, free_port, live_database_url, session_cookie_for
-from tests.faults import PrivateRedis, Pusher, Tab, figure, manage, tally, wait_until
+from tests.faults import PrivateRedis, Pusher, SupervisedDaphne, Tab, figure, manage, tally, wait_until
+from tests.conftest import wait_for_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -208,3 +210,40 @@ def test_redis_paused_for_less_than_the_probe_interval(private_redis, make_user)
     assert paused_for < PROBE_INTERVAL
     assert all(len(e) == 60 for e in expected.values())
     assert_delivered(open_numbers, resume_numbers, closed)
+
+
+# --- 2. daphne SIGKILLed mid-burst, restarted by supervisor -----------------------
+
+
+def test_daphne_killed_mid_burst_and_restarted_by_supervisor(private_redis, make_user):
+    """A sender pushes to 10 users; their clients' daphne is SIGKILLed a third of the way
+    in and supervisord starts a new one; the clients reconnect, resume, and end with
+    exactly the committed ids."""
+    users = [make_user(f"u{i:02d}") for i in range(10)]
+    env = server_env(private_redis)
+    server = SupervisedDaphne(env, name="faults-supervised").start()
+    tabs: list[Tab] = []
+    pusher = None
+    try:
+        tabs = open_tabs(server.url, users, reconnect=True)
+        pusher = Pusher(env, "--to", ",".join(u.username for u in users), "--count", "150", "--progress", "1",
+                        "--pace", "0.01")
+        wait_until(lambda: pusher.sent >= 50 or pusher.done.is_set(), 60, "50 pushes")
+        first = server.pid()
+        os.kill(first, signal.SIGKILL)
+        killed_at = pusher.sent
+        wait_until(lambda: server.pid() not in (0, first), 30, "supervisord to start a new daphne")
+        wait_for_http(server.url + "/healthz", timeout=30)
+        pusher.wait(120)
+        expected = settle(tabs)
+        numbers = check("daphne-kill/resuming", tabs, expected)
+        reconnected = [t.sockets for t in tabs]
+    finally:
+        if pusher:
+            pusher.kill()
+        stop_all(tabs)
+        server.stop()
+    assert killed_at < 150, "the burst was over before the kill"
+    assert all(n >= 2 for n in reconnected), reconnected
+    assert all(len(e) == 150 for e in expected.values())
+    assert (numbers["lost"], numbers["extra"]) == (0, 0), numbers
