@@ -389,6 +389,13 @@ class Tab(threading.Thread):
         with self.lock:
             return set(self.ids)
 
+    def sync_answers(self) -> int:
+        """How many sync answers this tab has had (their closing `synced` frames; on a
+        server that sends none, their `unread` frames)."""
+        with self.lock:
+            kind = "synced" if self.got_synced else "unread"
+            return sum(1 for e in self.events if e["type"] == kind)
+
     def cursor_to_send(self) -> int:
         with self.lock:
             if self.got_synced:

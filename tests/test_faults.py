@@ -247,3 +247,64 @@ def test_daphne_killed_mid_burst_and_restarted_by_supervisor(private_redis, make
     assert all(n >= 2 for n in reconnected), reconnected
     assert all(len(e) == 150 for e in expected.values())
     assert (numbers["lost"], numbers["extra"]) == (0, 0), numbers
+
+
+# --- 3. commits out of id order, the lower id's push lost --------------------------
+
+
+def lock_waiters() -> int:
+    """Backends of this database waiting for a lock (a second insert queued behind a first)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND wait_event_type = 'Lock'")
+        return cursor.fetchone()[0]
+
+
+def test_a_lower_id_committed_late_with_its_push_lost_still_arrives(private_redis, alice):
+    """Issue 9, finding 2. A inserts a notification for alice and holds its transaction
+    open; B inserts one, commits and pushes; then A commits, and A's push is lost (its
+    process cannot reach Redis). alice's client, which synced after B, must still get A.
+    (With commit-ordered ids B's insert waits for A's commit; either way the client must
+    end with both.)"""
+    env = server_env(private_redis)
+    dead_redis = {**env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    server = Daphne(env, name="faults-commit-order").start()
+    tab = None
+    a = b = None
+    try:
+        tab = Tab(server.url, session_cookie_for(alice), reconnect=True, name="alice")
+        tab.user = alice
+        tab.start()
+        assert tab.ready.wait(15) and tab.failure is None, tab.failure
+        a = Pusher(dead_redis, "--to", "alice", "--hold")
+        wait_until(lambda: any(x.startswith("inserted") for x in a.lines) or a.done.is_set(), 30, "A's insert")
+        a_id = int(next(x for x in a.lines if x.startswith("inserted")).split()[1])
+        b = Pusher(env, "--to", "alice", "--count", "1", "--progress", "1")
+        wait_until(lambda: b.done.is_set() or lock_waiters() > 0, 30, "B to commit or to wait for A")
+        b_waited = not b.done.is_set()
+        if not b_waited:  # ids out of commit order: B is in, with a higher id than A's
+            b.wait(30)
+            wait_until(lambda: tab.snapshot(), 10, "B's push")
+            answers = tab.sync_answers()
+            tab.drop()  # the client resumes after B (its cursor covers B)
+            wait_until(lambda: tab.sync_answers() > answers, 10, "a sync answer after B")
+        a.say("commit")
+        a.wait(30)
+        b.wait(30)
+        answers = tab.sync_answers()
+        tab.drop()  # and resumes once more, now that A is committed
+        wait_until(lambda: tab.sync_answers() > answers, 10, "a sync answer after A's commit")
+        expected = settle([tab], timeout=10)
+        numbers = check("commit-order/resuming", [tab], expected)
+    finally:
+        for p in (a, b):
+            if p:
+                p.kill()
+        if tab:
+            tab.stop()
+        server.stop()
+    assert len(expected[tab]) == 2 and a_id in expected[tab]
+    print(f"B {'waited for A' if b_waited else 'committed before A'}; A's id {a_id}, the stream {sorted(expected[tab])}")
+    assert (numbers["lost"], numbers["extra"]) == (0, 0), numbers
