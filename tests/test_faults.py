@@ -18,7 +18,9 @@ import time
 import pytest
 
 from tests.conftest import ROOT, Daphne, free_port, live_database_url, session_cookie_for
-from tests.faults import PrivateRedis, Pusher, SupervisedDaphne, Tab, figure, manage, tally, wait_until
+from tests.faults import (
+    PrivateRedis, Pusher, RawStalledSocket, SupervisedDaphne, Tab, figure, manage, rss_kib, tally, wait_until,
+)
 from tests.conftest import wait_for_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -308,3 +310,73 @@ def test_a_lower_id_committed_late_with_its_push_lost_still_arrives(private_redi
     assert len(expected[tab]) == 2 and a_id in expected[tab]
     print(f"B {'waited for A' if b_waited else 'committed before A'}; A's id {a_id}, the stream {sorted(expected[tab])}")
     assert (numbers["lost"], numbers["extra"]) == (0, 0), numbers
+
+
+# --- 4. a client that stops reading -------------------------------------------------
+
+BACKLOG_BYTES = 256 * 1024  # WS_MAX_BACKLOG_BYTES for this test's daphne
+UPDATES = 12_000
+# Without a stalled socket daphne's RSS grows by ~0.1 MiB over the burst; one stalled
+# socket may add its backlog bound and the kernel's buffers, not the whole burst.
+RSS_GROWTH_BOUND_MIB = 4
+
+
+def test_a_stalled_reader_is_dropped_and_costs_bounded_memory(private_redis, make_user):
+    """Issue 9, finding 3. One signed-in socket completes its handshake and never reads
+    again (a 4 KiB receive buffer) while 12,000 site updates are pushed: daphne's RSS
+    stays bounded, the stalled socket is closed (4413, or at least dropped), and two
+    readers get every update once."""
+    stalled_user, *readers = [make_user(name) for name in ("stalled", "r1", "r2")]
+    env = server_env(private_redis, WS_MAX_BACKLOG_BYTES=BACKLOG_BYTES)
+    # daphne's own ping timeout would drop a client that never answers pings, but not
+    # one that reads just enough to answer them: keep it out of the way.
+    server = Daphne(env, name="faults-stalled", args=("--ping-interval", "600", "--ping-timeout", "600")).start()
+    tabs: list[Tab] = []
+    pusher = None
+    peak = 0
+    sampling = threading.Event()
+    try:
+        tabs = open_tabs(server.url, readers, reconnect=False)
+        stalled = RawStalledSocket(server.url, session_cookie_for(stalled_user))
+        pid = server.proc.pid
+        baseline = rss_kib(pid)
+
+        def sample():
+            nonlocal peak
+            while not sampling.is_set():
+                peak = max(peak, rss_kib(pid))
+                sampling.wait(0.05)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        started = time.monotonic()
+        pusher = Pusher(env, "--everyone", "--count", str(UPDATES), "--text-size", "500", "--url-size", "500",
+                        "--progress", "1000")
+        pusher.wait(240)
+        pushed_in = time.monotonic() - started
+        expected = settle(tabs, timeout=60)
+        sampling.set()
+        sampler.join()
+        try:
+            wait_until(lambda: stalled.server_side_state() != "ESTABLISHED", 10, "daphne to drop the stalled socket")
+        except AssertionError:
+            pass
+        state = stalled.server_side_state()
+        frames, code, ended = stalled.drain(timeout=5)
+        numbers = check("stalled-reader/readers", tabs, expected)
+        growth_mib = (peak - baseline) / 1024
+        figure("stalled-reader/stalled", sent=UPDATES, received=frames, close_code=code, ended=ended,
+               server_side=state, rss_growth_mib=round(growth_mib, 1), pushed_in_s=round(pushed_in, 1))
+        stalled.close()
+    finally:
+        sampling.set()
+        if pusher:
+            pusher.kill()
+        stop_all(tabs)
+        server.stop()
+    assert all(len(e) == UPDATES for e in expected.values())
+    assert (numbers["lost"], numbers["duplicated"], numbers["extra"]) == (0, 0, 0), numbers
+    assert state != "ESTABLISHED", "daphne kept the stalled socket"
+    assert code in (4413, None), code
+    assert frames < UPDATES, f"the stalled socket was sent all {frames} frames"
+    assert growth_mib < RSS_GROWTH_BOUND_MIB, f"daphne grew {growth_mib:.1f} MiB"
