@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import ROOT, Daphne, free_port, live_database_url, session_cookie_for
 from tests.faults import (
-    PrivateRedis, Pusher, RawStalledSocket, SupervisedDaphne, Tab, figure, manage, rss_kib, tally, wait_until,
+    PrivatePostgres, PrivateRedis, Pusher, RawStalledSocket, SupervisedDaphne, Tab, figure, manage, rss_kib, tally, wait_until,
 )
 from tests.conftest import wait_for_http
 
@@ -67,10 +67,10 @@ def open_tabs(url: str, users, *, reconnect: bool) -> list[Tab]:
     return tabs
 
 
-def settle(tabs: list[Tab], timeout: float = SETTLE) -> dict[Tab, set[int]]:
+def settle(tabs: list[Tab], timeout: float = SETTLE, committed=stream_ids) -> dict[Tab, set[int]]:
     """Wait (up to timeout) until every tab holds exactly its user's committed stream;
     returns the expected sets whether or not they got there (the tally says)."""
-    expected = {tab: stream_ids(tab.user) for tab in tabs}
+    expected = {tab: committed(tab.user) for tab in tabs}
     try:
         wait_until(lambda: all(t.snapshot() == expected[t] for t in tabs), timeout, "every tab to hold its stream",
                    interval=0.2)
@@ -380,3 +380,74 @@ def test_a_stalled_reader_is_dropped_and_costs_bounded_memory(private_redis, mak
     assert code in (4413, None), code
     assert frames < UPDATES, f"the stalled socket was sent all {frames} frames"
     assert growth_mib < RSS_GROWTH_BOUND_MIB, f"daphne grew {growth_mib:.1f} MiB"
+
+
+# --- 5. PostgreSQL restarted under open sockets -------------------------------------
+
+
+def test_postgres_restarted_under_open_sockets(private_redis, make_user):
+    """A private PostgreSQL cluster (a copy of the test database) is restarted while
+    5 users have a socket that stays open and a resuming client each: the open sockets
+    stay open, a push after the restart reaches them, a sync on them is answered
+    (no error), and the resuming clients reconnect and resume."""
+    users = [make_user(f"u{i}") for i in range(5)]
+    cookies = {u: session_cookie_for(u) for u in users}
+    pg = PrivatePostgres().start()
+    tabs: list[Tab] = []
+    server = None
+    try:
+        pg.psql("postgres", "CREATE DATABASE mblog")
+        dump = subprocess.run(["pg_dump", "--no-owner", "--no-acl", live_database_url()], capture_output=True,
+                              check=True, timeout=60).stdout
+        subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", f"{pg.base_url()}/mblog"], input=dump,
+                       capture_output=True, check=True, timeout=60)
+        env = {**server_env(private_redis), "DATABASE_URL": f"{pg.base_url()}/mblog"}
+
+        def committed(user) -> set[int]:
+            return {int(x) for x in pg.psql("mblog", f"SELECT id FROM inform_notification WHERE recipient_id = {user.pk}"
+                                            ).split()}
+
+        server = Daphne(env, name="faults-pg-restart").start()
+        open_, resuming = [], []
+        for u in users:
+            for reconnect, group in ((False, open_), (True, resuming)):
+                tab = Tab(server.url, cookies[u], reconnect=reconnect, name=f"{u.username}-{reconnect}")
+                tab.user = u
+                tab.start()
+                group.append(tab)
+        tabs = open_ + resuming
+        for tab in tabs:
+            assert tab.ready.wait(15) and tab.failure is None, tab.failure
+        names = ",".join(u.username for u in users)
+        Pusher(env, "--to", names, "--progress", "1").wait(60)
+        wait_until(lambda: all(len(t.snapshot()) == 1 for t in tabs), 15, "the push before the restart")
+
+        pg.pg_ctl("restart")
+        marks = {t: len(t.events) for t in tabs}
+        Pusher(env, "--to", names, "--progress", "1").wait(60)
+        wait_until(lambda: all(len(t.snapshot()) == 2 for t in open_), 15, "the push after the restart")
+        answers = {t: t.sync_answers() for t in tabs}
+        for tab in open_:
+            tab.sync()  # on the socket that stayed open
+        for tab in resuming:
+            tab.drop()  # a new socket: its handshake reads the session, then it syncs
+        try:
+            wait_until(lambda: all(t.sync_answers() > answers[t] for t in tabs), 15, "sync answers after the restart")
+        except AssertionError:
+            pass
+        unanswered = [t.name for t in tabs if t.sync_answers() <= answers[t]]
+        errors = [e for t in tabs for e in t.events[marks[t]:] if e["type"] == "error"]
+        expected = settle(tabs, timeout=15, committed=committed)
+        open_numbers = check("pg-restart/open", open_, expected)
+        resume_numbers = check("pg-restart/resuming", resuming, expected)
+        figure("pg-restart/syncs", asked=len(tabs), unanswered=len(unanswered), errors=len(errors))
+        closed = [t.close_codes for t in open_ if t.closed.is_set()]
+    finally:
+        stop_all(tabs)
+        if server:
+            server.stop()
+        pg.cleanup()
+    assert all(len(e) == 2 for e in expected.values())
+    assert not errors, errors
+    assert not unanswered, unanswered
+    assert_delivered(open_numbers, resume_numbers, closed)
