@@ -8,6 +8,8 @@ id sent twice on one is a defect) and clients that reconnect and resume with
 figure line (sent, received, lost, duplicated); the run shows them all at the end.
 """
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +21,8 @@ import pytest
 
 from tests.conftest import ROOT, Daphne, free_port, live_database_url, session_cookie_for
 from tests.faults import (
-    PrivatePostgres, PrivateRedis, Pusher, RawStalledSocket, SupervisedDaphne, Tab, figure, manage, rss_kib, tally, wait_until,
+    PrivatePostgres, PrivateRedis, Pusher, RawStalledSocket, SupervisedDaphne, Tab, figure, manage, open_fds, rss_kib,
+    tally, wait_until,
 )
 from tests.conftest import wait_for_http
 
@@ -318,7 +321,7 @@ BACKLOG_BYTES = 256 * 1024  # WS_MAX_BACKLOG_BYTES for this test's daphne
 UPDATES = 12_000
 # Without a stalled socket daphne's RSS grows by ~0.1 MiB over the burst; one stalled
 # socket may add its backlog bound and the kernel's buffers, not the whole burst.
-RSS_GROWTH_BOUND_MIB = 4
+STALLED_RSS_BOUND_MIB = 4
 
 
 def test_a_stalled_reader_is_dropped_and_costs_bounded_memory(private_redis, make_user):
@@ -379,7 +382,7 @@ def test_a_stalled_reader_is_dropped_and_costs_bounded_memory(private_redis, mak
     assert state != "ESTABLISHED", "daphne kept the stalled socket"
     assert code in (4413, None), code
     assert frames < UPDATES, f"the stalled socket was sent all {frames} frames"
-    assert growth_mib < RSS_GROWTH_BOUND_MIB, f"daphne grew {growth_mib:.1f} MiB"
+    assert growth_mib < STALLED_RSS_BOUND_MIB, f"daphne grew {growth_mib:.1f} MiB"
 
 
 # --- 5. PostgreSQL restarted under open sockets -------------------------------------
@@ -451,3 +454,102 @@ def test_postgres_restarted_under_open_sockets(private_redis, make_user):
     assert not errors, errors
     assert not unanswered, unanswered
     assert_delivered(open_numbers, resume_numbers, closed)
+
+
+# --- 6. churn -----------------------------------------------------------------------
+
+CYCLES = 10_000
+BATCH = 100  # cycles in flight at once
+CRASH_FRAME = "[" * 2000 + "]" * 2000  # inside the frame size limit; too deep for the parser's recursion
+# What "back at baseline" allows once the churn is over and every churned socket closed:
+FD_SLACK = 10  # open files of daphne
+REDIS_CLIENT_SLACK = 5  # connections the layer's pool may keep for later
+CHURN_RSS_BOUND_MIB = 24  # allocator high-water marks after 10,000 sockets, not a consumer kept per socket
+
+
+async def churn_cycle(url: str, i: int, cookies: list[str], codes: dict, crash: bool) -> None:
+    """One socket: 5% signed in and sending CRASH_FRAME (unless not crash: syncing
+    instead), 45% signed in and syncing, 50% anonymous; then closed by the client
+    (unless the server closed it first)."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    kind = "crash" if i % 20 == 0 and crash else "sync" if i % 20 < 10 else "anonymous"
+    headers = [("Cookie", cookies[(i // 20) % len(cookies)])] if kind != "anonymous" else []
+    async with connect(url, origin=url.replace("ws://", "http://").removesuffix("/ws/inform/"),
+                       additional_headers=headers, compression=None, open_timeout=30, close_timeout=5,
+                       ping_interval=None, proxy=None) as ws:
+        try:
+            if kind == "crash":
+                await ws.send(CRASH_FRAME)
+                await asyncio.wait_for(ws.recv(), 10)  # an error frame, or the close
+            elif kind == "sync":
+                await ws.send(json.dumps({"type": "sync", "after": 0}))
+                while json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] not in ("unread", "synced"):
+                    pass
+        except ConnectionClosed:
+            pass
+    key = f"{kind}:{ws.close_code}"
+    codes[key] = codes.get(key, 0) + 1
+
+
+async def churn(url: str, cycles: int, cookies: list[str], codes: dict, crash: bool = True) -> None:
+    for start in range(0, cycles, BATCH):
+        await asyncio.gather(*(churn_cycle(url, i, cookies, codes, crash) for i in range(start, min(cycles, start + BATCH))))
+
+
+def test_churn_leaves_nothing_behind(private_redis, make_user):
+    """Issue 9, finding 4. 10,000 connect/disconnect cycles in batches of 100, 500 of them
+    consumers that crash on a frame of 2,000 nested arrays: afterwards daphne's open
+    files, its Redis connections and its subscribed groups are back at baseline, its RSS
+    within a bound, and a socket open throughout still gets pushes."""
+    users = [make_user(f"u{i:02d}") for i in range(20)]
+    anchor_user = make_user("anchor")
+    cookies = [session_cookie_for(u) for u in users]
+    env = server_env(private_redis)
+    server = Daphne(env, name="faults-churn").start()
+    url = server.url.replace("http://", "ws://") + "/ws/inform/"
+    anchor = Tab(server.url, session_cookie_for(anchor_user), reconnect=False, name="anchor")
+    anchor.user = anchor_user
+    codes: dict[str, int] = {}
+    try:
+        anchor.start()
+        assert anchor.ready.wait(15) and anchor.failure is None
+        pid = server.proc.pid
+        asyncio.run(churn(url, 400, cookies, {}, crash=False))  # warm-up: every user's group joined and left once
+        baseline_channels = wait_until(lambda: private_redis.channels() if len(private_redis.channels()) == 3 else None,
+                                       15, "the anchor's hub channel and two groups")
+        baseline = {"rss": rss_kib(pid), "fds": open_fds(pid), "redis": private_redis.clients()}
+        started = time.monotonic()
+        asyncio.run(churn(url, CYCLES, cookies, codes))
+        churned_in = time.monotonic() - started
+
+        def settled():
+            return (private_redis.channels() == baseline_channels and open_fds(pid) <= baseline["fds"] + FD_SLACK
+                    and private_redis.clients() <= baseline["redis"] + REDIS_CLIENT_SLACK)
+
+        try:
+            wait_until(settled, 20, "daphne to let go of the churned sockets")
+        except AssertionError:
+            pass
+        after = {"rss": rss_kib(pid), "fds": open_fds(pid), "redis": private_redis.clients()}
+        channels = private_redis.channels()
+        Pusher(env, "--to", "anchor", "--progress", "1").wait(60)
+        expected = settle([anchor], timeout=10)
+        anchor_numbers = check("churn/anchor", [anchor], expected)
+        growth_mib = (after["rss"] - baseline["rss"]) / 1024
+        figure("churn", cycles=CYCLES, crashed=CYCLES // 20, seconds=round(churned_in, 1),
+               rss_growth_mib=round(growth_mib, 1), fds=f"{baseline['fds']}->{after['fds']}",
+               redis_clients=f"{baseline['redis']}->{after['redis']}",
+               channels=f"{len(baseline_channels)}->{len(channels)}", closes=json.dumps(codes, sort_keys=True))
+        closed = anchor.closed.is_set()
+    finally:
+        anchor.stop()
+        server.stop()
+    assert sum(codes.values()) == CYCLES, codes
+    assert not closed
+    assert anchor_numbers["lost"] == 0, anchor_numbers
+    assert channels == baseline_channels, f"groups still subscribed: {sorted(set(channels) - set(baseline_channels))[:10]}"
+    assert after["fds"] <= baseline["fds"] + FD_SLACK, after
+    assert after["redis"] <= baseline["redis"] + REDIS_CLIENT_SLACK, after
+    assert growth_mib < CHURN_RSS_BOUND_MIB, f"daphne grew {growth_mib:.1f} MiB"
