@@ -219,8 +219,9 @@ def wait_for_http(url: str, timeout: float = 20, proc: subprocess.Popen | None =
 class Daphne:
     """One daphne process serving mblog.asgi on a free port, with the given environment."""
 
-    def __init__(self, env: dict, name: str = "daphne"):
+    def __init__(self, env: dict, name: str = "daphne", args: tuple[str, ...] = ()):
         ARTIFACTS.mkdir(exist_ok=True)
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = ARTIFACTS / f"{name}-{self.port}.log"
@@ -229,7 +230,8 @@ class Daphne:
     def start(self) -> "Daphne":
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "mblog.asgi:application"],
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.args,
+             "mblog.asgi:application"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         wait_for_http(self.url + "/healthz", proc=self.proc)
@@ -305,3 +307,12 @@ def close_pooled_connections(django_db_setup, django_db_blocker):
             conn.close()
             if getattr(conn, "pool", None):
                 conn.close_pool()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The figure lines of the fault tests (tests/faults.py), whatever the capture mode."""
+    faults = sys.modules.get("tests.faults")
+    if faults is not None and faults.FIGURES:
+        terminalreporter.section("fault figures")
+        for line in faults.FIGURES:
+            terminalreporter.write_line(line)
