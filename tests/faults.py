@@ -553,7 +553,7 @@ class RawStalledSocket:
                         return frames, (struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None), "close"
         except ConnectionResetError:
             ended = "reset"
-        except socket.timeout:
+        except TimeoutError:
             ended = "timeout"
         return frames, None, ended
 

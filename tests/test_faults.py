@@ -13,18 +13,26 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from tests.conftest import ROOT, Daphne, free_port, live_database_url, session_cookie_for
+from tests.conftest import Daphne, free_port, live_database_url, session_cookie_for, wait_for_http
 from tests.faults import (
-    PrivatePostgres, PrivateRedis, Pusher, RawStalledSocket, SupervisedDaphne, Tab, figure, manage, open_fds, rss_kib,
-    tally, wait_until,
+    PrivatePostgres,
+    PrivateRedis,
+    Pusher,
+    RawStalledSocket,
+    SupervisedDaphne,
+    Tab,
+    figure,
+    manage,
+    open_fds,
+    rss_kib,
+    tally,
+    wait_until,
 )
-from tests.conftest import wait_for_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
