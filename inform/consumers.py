@@ -41,6 +41,7 @@ class InformConsumer(GuardedConsumer):
         self.stable: int | None = None  # None: no database read on this socket yet
         self.sent: set[int] = set()
         self.sync_lock = asyncio.Lock()  # one sync or catch-up at a time
+        self.sent_bound_sync: asyncio.Future | None = None
         self.opened_at = timezone.now()
         if self.is_signed_in:
             self.hub_groups.append(push.user_group(self.user.pk))
@@ -67,7 +68,7 @@ class InformConsumer(GuardedConsumer):
                 return  # a sync already sent it
             self.sent.add(frame_id)
             if len(self.sent) > MAX_SENT_ABOVE_STABLE and not self.sync_lock.locked():
-                asyncio.ensure_future(self.catch_up())  # moves the resume point up, empties sent
+                self.sent_bound_sync = self.sent_bound_sync or asyncio.ensure_future(self._sync_to_bound_sent())
         await super().deliver(message, frame)
 
     async def handle_frame(self, frame: dict) -> None:
@@ -89,6 +90,8 @@ class InformConsumer(GuardedConsumer):
         socket), oldest first, page by page as the client reads them; then the unread
         count and the new resume point (`synced`)."""
         async with self.sync_lock:
+            if only_unsent and self.stable is not None:
+                after = max(after, self.stable)  # at or below it, all was sent (and forgotten)
             upto = await database_sync_to_async(selectors.latest_notification_id)()
             if after > upto:
                 # A resume point this database never gave (restored, or another site):
@@ -113,6 +116,13 @@ class InformConsumer(GuardedConsumer):
             self.sent = {i for i in self.sent if i > self.stable}
             await self.send_frame(frames.unread_frame(unread))
             await self.send_frame(frames.synced_frame(self.stable))
+
+    async def _sync_to_bound_sent(self) -> None:
+        """Moves the resume point up, which empties self.sent."""
+        try:
+            await self.catch_up()
+        finally:
+            self.sent_bound_sync = None
 
     async def catch_up(self) -> None:
         """The layer may have lost pushes (it reconnected, or was down): send what this

@@ -99,6 +99,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
         "max_size": env.int("DJANGO_DB_POOL_MAX", default=20),
         "timeout": env.float("DJANGO_DB_POOL_TIMEOUT", default=10.0),
     }
+    # The pool checks a connection on checkout: one the server closed (PostgreSQL
+    # restarted) is replaced instead of failing the request or frame that drew it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The channel layer. Pub/sub was chosen on measurement (README, docs/performance.md):
