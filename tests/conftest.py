@@ -29,9 +29,12 @@ SLOW_TIMEOUT = 600
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if item.get_closest_marker("timeout") is None and (
-            item.get_closest_marker("slow") or item.get_closest_marker("browser")
+        # A test on the live server starts daphne: slow, however it is marked.
+        if item.get_closest_marker("slow") is None and (
+            item.get_closest_marker("browser") or "live_url" in getattr(item, "fixturenames", ())
         ):
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("timeout") is None and item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
 
 
