@@ -525,8 +525,9 @@ def test_churn_leaves_nothing_behind(private_redis, make_user):
         assert anchor.ready.wait(15) and anchor.failure is None
         pid = server.proc.pid
         asyncio.run(churn(url, 400, cookies, {}, crash=False))  # warm-up: every user's group joined and left once
-        baseline_channels = wait_until(lambda: private_redis.channels() if len(private_redis.channels()) == 3 else None,
-                                       15, "the anchor's hub channel and two groups")
+        # The anchor's hub channel and its three groups: the site, its user, its sign-in (auth).
+        baseline_channels = wait_until(lambda: private_redis.channels() if len(private_redis.channels()) == 4 else None,
+                                       15, "the anchor's hub channel and three groups")
         baseline = {"rss": rss_kib(pid), "fds": open_fds(pid), "redis": private_redis.clients()}
         started = time.monotonic()
         asyncio.run(churn(url, CYCLES, cookies, codes))
