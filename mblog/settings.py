@@ -174,6 +174,12 @@ if env.bool("DJANGO_BEHIND_PROXY", default=False):
 WS_RATE_PER_SECOND = env.float("WS_RATE_PER_SECOND", default=10.0)
 WS_RATE_BURST = env.int("WS_RATE_BURST", default=20)
 WS_MAX_FRAME_CHARS = env.int("WS_MAX_FRAME_CHARS", default=8192)
+# daphne's --websocket-max-message-size (deploy/ passes the same value): the largest
+# frame in either direction. A client frame of WS_MAX_FRAME_CHARS characters fits;
+# autobahn refuses to send a larger one, so no frame of ours may be larger.
+WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=4 * WS_MAX_FRAME_CHARS)
+# The messages of one chat `history` frame, together (the envelope fits in the rest).
+CHAT_HISTORY_MAX_BYTES = WS_MAX_MESSAGE_BYTES - 1024
 # Open sockets per signed-in user and per client address, per process (mblog.ws_limits); 0: no cap.
 WS_MAX_SOCKETS_PER_USER = env.int("WS_MAX_SOCKETS_PER_USER", default=32)
 WS_MAX_SOCKETS_PER_ADDRESS = env.int("WS_MAX_SOCKETS_PER_ADDRESS", default=256)

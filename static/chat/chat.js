@@ -85,6 +85,8 @@
       case "history":
         if (f.reset) { log.replaceChildren(); seen.clear(); }
         f.messages.forEach(add);
+        // Older messages than these exist: scrolling up loads them over HTTP.
+        if (f.more && olderLink) olderLink.hidden = false;
         scroller.scrollTop = scroller.scrollHeight;
         break;
       case "message": add(f); break;
