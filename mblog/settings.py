@@ -26,7 +26,7 @@ if not SECRET_KEY:
 
 # Rotating the key: the new one in DJANGO_SECRET_KEY, the old ones here (comma-separated)
 # until sessions signed with them have expired; nobody is signed out meanwhile.
-SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
+SECRET_KEY_FALLBACKS = [k for k in env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[]) if k.strip()]
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
