@@ -90,7 +90,7 @@ def parse_client_frame(text: str | None, validator: Draft202012Validator = CLIEN
         raise BadFrame("frames must be JSON text, not binary")
     try:
         frame = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting raises RecursionError
         raise BadFrame("frame is not valid JSON") from None
     error = next(iter(sorted(validator.iter_errors(frame), key=lambda e: len(e.path))), None)
     if error is not None:
