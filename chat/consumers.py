@@ -10,7 +10,7 @@ you show). `"more": true, "before": <id>` on history: older messages exist; load
 over HTTP with ?before=<id>.
 
 Frames added to CONTRACT.md: `{"type": "message_removed", "id": 5}` (an admin deleted
-a message), `"reset"` on history, and error codes `not_found` (bad room name, then
+a message), `"reset"` on history, and error codes `not_found` (no such room, then
 close 4404) and `unavailable` (no channel layer, then close 1011). Anonymous sockets
 are accepted and closed at once with code 4401, so that browsers see the code.
 
@@ -60,10 +60,10 @@ class ChatConsumer(GuardedConsumer):
         if not user.is_authenticated:
             await self.send_frame(inform_frames.error_frame("unauthenticated", "sign in to chat"))
             return await self.close(code=CLOSE_UNAUTHENTICATED)
-        try:
-            self.room = await db(services.room_create)(name=self.scope["url_route"]["kwargs"]["room"], by=user)
-        except services.ChatError as exc:
-            await self.send_frame(inform_frames.error_frame("not_found", str(exc)))
+        name = self.scope["url_route"]["kwargs"]["room"]
+        self.room = await db(selectors.room_by_name)(name)
+        if self.room is None:  # sockets join rooms; the rooms page creates them
+            await self.send_frame(inform_frames.error_frame("not_found", f"there is no room {name!r}"))
             return await self.close(code=CLOSE_NOT_FOUND)
         self.user, self.is_signed_in = user, True
         self.group = push.room_group(self.room.id)

@@ -44,3 +44,34 @@ async def test_deeply_nested_json_frame_is_an_error_frame(sockets, make_user):
     assert (await s.recv())["code"] == "bad_request"
     await s.send({"type": "sync", "after": 0})
     assert await s.recv() == {"type": "unread", "unread": 0}
+
+
+def test_reading_a_room_page_creates_no_room(make_user):
+    from chat.models import Message, Room
+
+    alice = make_user("alice")
+    c = Client()
+    c.force_login(alice)
+    for client in (c, Client()):
+        r = client.get("/chat/typo-room/")
+        assert r.status_code == 404 and "no room #typo-room yet" in r.content.decode()
+    assert c.post("/chat/typo-room/", {"text": "hello"}).status_code == 404
+    assert not Room.objects.filter(name="typo-room").exists() and not Message.objects.exists()
+    # Creating is the rooms page's form (a POST), and then the room works.
+    r = c.post("/chat/", {"name": "typo-room"})
+    assert r.status_code == 302 and r["Location"] == "/chat/typo-room/"
+    assert c.get("/chat/typo-room/").status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_a_socket_to_a_missing_room_is_closed_with_4404(sockets, make_user):
+    from chat.models import Room
+
+    alice = await db(make_user)("alice")
+    s = await sockets.open("/ws/chat/no-such-room/", user=alice)
+    assert (await s.recv())["code"] == "not_found"
+    assert await s.comm.receive_output(timeout=2) == {"type": "websocket.close", "code": 4404}
+    assert not await db(Room.objects.filter(name="no-such-room").exists)()
+    await db(Room.objects.get_or_create)(name="lobby")
+    ok = await sockets.open("/ws/chat/lobby/", user=alice)
+    assert (await ok.recv())["type"] == "history"
