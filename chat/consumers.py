@@ -4,11 +4,13 @@ On join the server sends `history` then `presence`, then live frames (those that
 arrived meanwhile are held back and sent after, without repeats). Resuming after a blip: connect to
 /ws/chat/<room>/?after=<last id you have>; the `history` frame then carries only the
 messages with id > after (oldest first) instead of the last 50, so nothing is missed
-and nothing repeats. If more than CATCH_UP_MAX were missed, it carries the last 50 and
-`"reset": true` (drop what you show, load older over HTTP).
+and nothing repeats. If more were missed than fit in one frame (CATCH_UP_MAX messages,
+CHAT_HISTORY_MAX_BYTES), it carries the newest that fit and `"reset": true` (drop what
+you show). `"more": true, "before": <id>` on history: older messages exist; load them
+over HTTP with ?before=<id>.
 
 Frames added to CONTRACT.md: `{"type": "message_removed", "id": 5}` (an admin deleted
-a message), `"reset"` on history, and error codes `not_found` (bad room name, then
+a message), `"reset"` on history, and error codes `not_found` (no such room, then
 close 4404) and `unavailable` (no channel layer, then close 1011). Anonymous sockets
 are accepted and closed at once with code 4401, so that browsers see the code.
 
@@ -33,7 +35,7 @@ from . import frames, push, selectors, services
 
 log = logging.getLogger(__name__)
 
-CATCH_UP_MAX = 1000
+CATCH_UP_MAX = 200
 CATCH_UP_PAGE = 100
 
 db = database_sync_to_async
@@ -60,10 +62,10 @@ class ChatConsumer(GuardedConsumer):
         if not user.is_authenticated:
             await self.send_frame(error_frame("unauthenticated", "sign in to chat"))
             return await self.close(code=CLOSE_UNAUTHENTICATED)
-        try:
-            self.room = await db(services.room_get_or_create)(name=self.scope["url_route"]["kwargs"]["room"], by=user)
-        except services.ChatError as exc:
-            await self.send_frame(error_frame("not_found", str(exc)))
+        name = self.scope["url_route"]["kwargs"]["room"]
+        self.room = await db(selectors.room_by_name)(name)
+        if self.room is None:  # sockets join rooms; the rooms page creates them
+            await self.send_frame(error_frame("not_found", f"there is no room {name!r}"))
             return await self.close(code=CLOSE_NOT_FOUND)
         self.user, self.is_signed_in = user, True
         self.group = push.room_group(self.room.id)
@@ -105,17 +107,23 @@ class ChatConsumer(GuardedConsumer):
             return None
 
     async def send_since(self, after: int | None) -> None:
-        """The history frame: the last 50, or everything after `after` if that is not too much."""
-        if after is None:
-            messages, reset = await db(selectors.history)(self.room), False
-        else:
-            messages = await db(selectors.messages_after)(self.room, after, CATCH_UP_MAX + 1)
-            reset = len(messages) > CATCH_UP_MAX
-            if reset:
-                messages = await db(selectors.history)(self.room)
+        """The history frame: everything after `after` if that fits in one frame of
+        CHAT_HISTORY_MAX_BYTES and CATCH_UP_MAX messages; else (or without `after`) the
+        newest of the last 50 that fit, with `more` when older ones exist. One handshake
+        costs the server at most one such frame, and no frame outgrows daphne's limit."""
+        budget = settings.CHAT_HISTORY_MAX_BYTES
+        reset = more = False
+        if after is not None:
+            missed = await db(selectors.messages_after)(self.room, after, CATCH_UP_MAX + 1)
+            messages = frames.newest_that_fit(missed, budget)
+            reset = len(missed) > CATCH_UP_MAX or len(messages) < len(missed)
+        if after is None or reset:
+            latest, more = await db(selectors.messages_before)(self.room, None)
+            messages = frames.newest_that_fit(latest, budget)
+            more = more or len(messages) < len(latest)
         self.stable = messages[-1].id if messages else (after or 0)
         self.history_ids = {m.id for m in messages}
-        await self.send_frame(frames.history_frame(messages, reset=reset, cursor=self.stable))
+        await self.send_frame(frames.history_frame(messages, cursor=self.stable, reset=reset, more=more))
 
     async def disconnect(self, code):
         if self.heartbeat is not None:

@@ -2,6 +2,8 @@
 
 from jsonschema import Draft202012Validator
 
+from inform.frames import dumps
+
 from .models import Message
 
 
@@ -9,17 +11,33 @@ def message_frame(m: Message) -> dict:
     return {"type": "message", "id": m.id, "user": m.user.username, "text": m.text, "created": m.created.isoformat()}
 
 
-def history_frame(messages: list[Message], *, cursor: int, reset: bool = False) -> dict:
-    """`cursor`: the resume point (?after=) for this socket's next connection."""
+def history_frame(messages: list[Message], *, cursor: int, reset: bool = False, more: bool = False) -> dict:
+    """`cursor`: the resume point (?after=) for this socket's next connection. `more`:
+    older messages exist than these; the client loads them over HTTP with
+    ?before=<"before">, the oldest id here."""
     frame = {"type": "history", "messages": [message_frame(m) for m in messages], "cursor": cursor}
     if reset:
         frame["reset"] = True
+    if more and messages:
+        frame["more"] = True
+        frame["before"] = messages[0].id
     return frame
 
 
 def synced_frame(cursor: int) -> dict:
     """Sent after catching up (a layer outage): the new resume point."""
     return {"type": "synced", "cursor": cursor}
+
+
+def newest_that_fit(messages: list[Message], max_bytes: int) -> list[Message]:
+    """The newest of `messages` (oldest first) whose frames fit in max_bytes together."""
+    kept, size = [], 0
+    for m in reversed(messages):
+        size += len(dumps(message_frame(m))) + 1  # ASCII JSON: characters are bytes
+        if size > max_bytes:
+            break
+        kept.append(m)
+    return kept[::-1]
 
 
 def presence_frame(usernames: list[str]) -> dict:

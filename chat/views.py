@@ -9,7 +9,14 @@ from .models import Message
 MAX_LIMIT = 200
 
 
+def _rooms_page(request, *, error=None, name="", status=200):
+    return render(
+        request, "chat/rooms.html", {"rooms": selectors.rooms_for_list(), "error": error, "name": name}, status=status
+    )
+
+
 def room_list(request):
+    """The rooms; POST (the form here) opens a room, creating it if it does not exist yet."""
     error, name = None, ""
     if request.method == "POST":
         if not request.user.is_authenticated:
@@ -21,10 +28,7 @@ def room_list(request):
             error = str(exc)
         else:
             return redirect(room)
-    return render(
-        request, "chat/rooms.html", {"rooms": selectors.rooms_for_list(), "error": error, "name": name},
-        status=400 if error else 200,
-    )
+    return _rooms_page(request, error=error, name=name, status=400 if error else 200)
 
 
 def _room_name_or_404(name: str) -> str:
@@ -38,9 +42,12 @@ def room_detail(request, room):
     name = _room_name_or_404(room)
     if name != room:
         return redirect("chat_room", name)
+    # Reading a page changes nothing: a room is created only by the rooms page's form.
+    chat_room = selectors.room_by_name(name)
+    if chat_room is None:
+        return _rooms_page(request, error=f"There is no room #{name} yet; create it here.", name=name, status=404)
     if not request.user.is_authenticated:  # the page asks them to sign in
         return render(request, "chat/room.html", {"name": name, "room": None})
-    chat_room = services.room_get_or_create(name=name, by=request.user)
     status = 200
     if request.method == "POST":  # the no-JavaScript way to talk
         try:

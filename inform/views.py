@@ -3,8 +3,9 @@ from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import JsonResponse
-from django.shortcuts import redirect, render
+from django.http import HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
@@ -56,10 +57,11 @@ def mark_read_form(request):
             services.notifications_mark_read(request.user, ids)
         except services.InformError:
             pass
-    target = request.POST.get("next")
-    if not target or not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
-        target = "inform_list"  # never bounce a signed-in user to another site
-    return redirect(target)
+    target = request.POST.get("next", "")
+    safe = url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure())
+    if not (safe and target.startswith(("/", "http://", "https://"))):
+        target = reverse("inform_list")  # never another site, never a URL name to look up
+    return HttpResponseRedirect(target)
 
 
 @require_GET
@@ -87,7 +89,7 @@ def api_unread(request):
 def api_read(request):
     try:
         body = json.loads(request.body or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):  # json raises RecursionError for deep nesting
         return _bad_request("body is not valid JSON")
     if isinstance(body, dict) and body.get("all") is True:
         return JsonResponse({"unread": services.notifications_mark_all_read(request.user)})

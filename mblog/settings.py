@@ -37,6 +37,10 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "insecure-development-key-not-for-production"
 
+# Rotating the key: the new one in DJANGO_SECRET_KEY, the old ones here (comma-separated)
+# until sessions signed with them have expired; nobody is signed out meanwhile.
+SECRET_KEY_FALLBACKS = [k for k in env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[]) if k.strip()]
+
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -192,6 +196,12 @@ WS_RATE_BURST = env.int("WS_RATE_BURST", default=20)
 WS_MAX_FRAME_CHARS = env.int("WS_MAX_FRAME_CHARS", default=8192)
 # A socket whose peer leaves more than this many bytes unread is dropped (close 4413).
 WS_MAX_BACKLOG_BYTES = env.int("WS_MAX_BACKLOG_BYTES", default=1024 * 1024)
+# daphne's --websocket-max-message-size (deploy/ passes the same value): the largest
+# frame in either direction. A client frame of WS_MAX_FRAME_CHARS characters fits;
+# autobahn refuses to send a larger one, so no frame of ours may be larger.
+WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=4 * WS_MAX_FRAME_CHARS)
+# The messages of one chat `history` frame, together (the envelope fits in the rest).
+CHAT_HISTORY_MAX_BYTES = WS_MAX_MESSAGE_BYTES - 1024
 # Open sockets per signed-in user and per client address, per process (mblog.ws_limits); 0: no cap.
 WS_MAX_SOCKETS_PER_USER = env.int("WS_MAX_SOCKETS_PER_USER", default=32)
 WS_MAX_SOCKETS_PER_ADDRESS = env.int("WS_MAX_SOCKETS_PER_ADDRESS", default=256)

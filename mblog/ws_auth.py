@@ -8,6 +8,7 @@ that arrive while one batch is being read wait for the next: two queries per bat
 (sessions, then users) and, for each socket, Django's own session decoding and the
 same checks as Channels' get_user (backend, active user, session hash).
 
+A key with no live session is anonymous at once (made-up keys cost one shared query).
 Anything out of the ordinary (a session that does not verify, another backend, another
 session engine) goes through Channels' get_user unchanged, which also flushes a session
 whose hash does not match.
@@ -78,6 +79,16 @@ def _batchable() -> bool:
 def users_for_session_keys(keys: list[str]) -> dict:
     """{session key: user} for the keys whose live session verifies as Channels' get_user
     would verify it with ModelBackend; the other keys are left out."""
+    return read_sessions(keys)[0]
+
+
+def read_sessions(keys: list[str]) -> tuple[dict, set]:
+    """({key: user} for the sessions that verify, {keys that only get_user can decide}).
+
+    A key in neither has no live session, or one without a signed-in user: anonymous,
+    as get_user would say, without its per-socket queries (an attacker's made-up keys
+    must cost no more than real ones). A session hash made with a key of
+    SECRET_KEY_FALLBACKS verifies, as in Django's own get_user."""
     store_class = _session_store()
     model = store_class.get_model_class()
     rows = model.objects.filter(session_key__in=keys, expire_date__gt=timezone.now()).values_list(
@@ -86,26 +97,34 @@ def users_for_session_keys(keys: list[str]) -> dict:
     decoder = store_class()
     User = get_user_model()
     claimed = {}
+    slow = set()
     for key, data in rows:
         session = decoder.decode(data)
+        if SESSION_KEY not in session:
+            continue  # nobody signed in with it (or its signature failed): anonymous
         if session.get(BACKEND_SESSION_KEY) != _MODEL_BACKEND or not session.get(HASH_SESSION_KEY):
+            slow.add(key)
             continue
         try:
             claimed[key] = (User._meta.pk.to_python(session[SESSION_KEY]), session[HASH_SESSION_KEY])
         except Exception:  # noqa: BLE001 - a malformed session: the slow path decides
-            continue
+            slow.add(key)
     backend: ModelBackend = load_backend(_MODEL_BACKEND)
     users = User._default_manager.in_bulk({user_id for user_id, _ in claimed.values()})
     verified = {}
     for key, (user_id, session_hash) in claimed.items():
         user = users.get(user_id)
-        if (
-            user is not None
-            and backend.user_can_authenticate(user)
-            and constant_time_compare(session_hash, user.get_session_auth_hash())
-        ):
+        if user is not None and backend.user_can_authenticate(user) and _hash_verifies(user, session_hash):
             verified[key] = user
-    return verified
+        else:
+            slow.add(key)  # get_user flushes a session whose hash does not verify
+    return verified, slow
+
+
+def _hash_verifies(user, session_hash: str) -> bool:
+    if constant_time_compare(session_hash, user.get_session_auth_hash()):
+        return True
+    return any(constant_time_compare(session_hash, h) for h in user.get_session_auth_fallback_hash())
 
 
 class _Batcher:
@@ -127,7 +146,7 @@ class _Batcher:
                 keys = list(self.waiting)[:BATCH]
                 batch = {key: self.waiting.pop(key) for key in keys}
                 try:
-                    users = await database_sync_to_async(users_for_session_keys)(keys)
+                    users, slow = await database_sync_to_async(read_sessions)(keys)
                 except Exception as exc:  # noqa: BLE001 - every waiting handshake learns why
                     for futures in batch.values():
                         for f in futures:
@@ -135,9 +154,11 @@ class _Batcher:
                                 f.set_exception(exc)
                     continue
                 for key, futures in batch.items():
+                    # None: Channels' get_user decides; no live session: anonymous.
+                    user = users.get(key) or (None if key in slow else AnonymousUser())
                     for f in futures:
                         if not f.done():
-                            f.set_result(users.get(key))
+                            f.set_result(user)
         finally:
             self.reading = False
 

@@ -15,6 +15,12 @@ from realtime.hub import get_hub
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
+
+@pytest.fixture(autouse=True)
+def lobby(transactional_db):
+    """The room a migration makes on a real site (a transactional test starts without it)."""
+    return Room.objects.get_or_create(name="lobby")[0]
+
 db = database_sync_to_async
 LOBBY = "/ws/chat/lobby/"
 

@@ -3,9 +3,16 @@
 import pytest
 from playwright.sync_api import expect
 
+from chat.models import Room
 from tests.conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def lobby(transactional_db):
+    """The room a migration makes on a real site (a transactional test starts without it)."""
+    return Room.objects.get_or_create(name="lobby")[0]
 
 
 def open_room(context, url):

@@ -61,10 +61,11 @@ def test_room_page_shows_the_last_50_as_text(make_user):
     assert f'data-last="{last}"' in html and 'id="chat-older"' in html
 
 
-def test_unknown_room_is_created_on_first_visit_and_bad_names_are_404(make_user):
+def test_unknown_room_is_a_404_and_bad_names_are_404(make_user):
     c = signed_in(make_user("alice"))
-    assert c.get("/chat/new-room/").status_code == 200
-    assert Room.objects.filter(name="new-room").exists()
+    r = c.get("/chat/new-room/")  # a GET creates nothing (issue 10.8)
+    assert r.status_code == 404 and "no room #new-room yet" in r.content.decode()
+    assert not Room.objects.filter(name="new-room").exists()
     assert c.get("/chat/Bad%20Name/").status_code == 404
     assert c.get("/chat/Lobby/")["Location"] == "/chat/lobby/"
 

@@ -91,7 +91,7 @@ def test_publish_needs_add_permission_and_works_with_it(make_user, django_user_m
 
 def test_view_only_staff_cannot_delete_chat_messages(make_user, django_user_model):
     alice = make_user("alice")
-    room = Room.objects.create(name="lobby")
+    room, _ = Room.objects.get_or_create(name="lobby")
     m = Message.objects.create(room=room, user=alice, text="hi")
     c = staff(django_user_model, "viewer", "chat.view_message")
     assert c.get(MESSAGES).status_code == 200

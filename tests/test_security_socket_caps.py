@@ -79,6 +79,6 @@ async def test_one_address_cannot_open_more_than_the_cap(opened, make_user, sett
     carol = await db(make_user)("carol")
     await refused(await opened.open(await db(session_cookie_for)(carol), address="10.9.9.9"))
     assert await still_open(await opened.open(address="10.9.9.10"))
-    await db(Room.objects.create)(name="lobby")
+    await db(Room.objects.get_or_create)(name="lobby")
     chat = await opened.open(await db(session_cookie_for)(carol), address="10.9.9.11", path="/ws/chat/lobby/")
     assert json.loads(await chat.receive_from(timeout=3))["type"] == "history"

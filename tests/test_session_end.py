@@ -11,6 +11,7 @@ from channels.db import database_sync_to_async as db
 from django.conf import settings
 from django.test import Client
 
+from chat.models import Room
 from realtime.consumer import CLOSE_SESSION_ENDED
 from tests.conftest import ORIGIN, Socket
 
@@ -42,6 +43,7 @@ async def assert_session_ended(s: Socket) -> None:
 
 async def test_sign_out_closes_that_sessions_sockets_only(make_user):
     alice = await db(make_user)("alice")
+    await db(Room.objects.create)(name="lobby")
     laptop, phone = await db(signed_in_client)(alice), await db(signed_in_client)(alice)
     inform, chat = await open_with(laptop), await open_with(laptop, "/ws/chat/lobby/")
     await chat.recv_until("presence")

@@ -85,6 +85,8 @@
         if (f.reset) { log.replaceChildren(); seen.clear(); }
         f.messages.forEach(add);
         if (typeof f.cursor === "number") lastId = f.cursor;
+        // Older messages than these exist: scrolling up loads them over HTTP.
+        if (f.more && olderLink) olderLink.hidden = false;
         scroller.scrollTop = scroller.scrollHeight;
         break;
       // The resume point moves only with the server's word: a live message may have
