@@ -106,6 +106,15 @@ class Pusher:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
+    def push(self, username: str, n: int, timeout: float = 30) -> None:
+        """--serve mode: n notifications for username; returns once they are committed
+        and their pushes published (or failed)."""
+        answered = sum(1 for x in self.lines if x == "pushed")
+        self.say(f"{username} {n}")
+        wait_until(lambda: sum(1 for x in self.lines if x == "pushed") > answered or self.done.is_set(), timeout,
+                   "the pusher to answer")
+        assert not self.done.is_set(), f"pusher exited: {self.proc.stderr.read()[-2000:]}"
+
     def wait(self, timeout: float) -> None:
         self.proc.wait(timeout)
         self.done.wait(5)

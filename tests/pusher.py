@@ -6,6 +6,8 @@ DATABASE_URL / REDIS_URL its environment names.
     pusher.py --everyone --count 12000       each call: one site update
     pusher.py --to alice --hold              one call inside a transaction that commits
                                              when a line "commit" arrives on stdin
+    pusher.py --serve                        a line "USERNAME N" on stdin: N notifications
+                                             for that user, one call each; answers "pushed"
 
 Prints "sent N" every --progress calls and at the end, then "done" (flushed at once,
 so a test can act when the burst is at a given point)."""
@@ -34,6 +36,7 @@ def main() -> None:
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--to", help="comma-separated usernames")
     who.add_argument("--everyone", action="store_true")
+    who.add_argument("--serve", action="store_true")
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--text-size", type=int, default=40)
     parser.add_argument("--url-size", type=int, default=0)
@@ -54,6 +57,16 @@ def main() -> None:
         assert len(to) == len(names), f"unknown users among {names}"
     pad = "x" * max(0, args.text_size - 12)
     url = "/" + "u" * (args.url_size - 1) if args.url_size else ""
+
+    if args.serve:
+        User = get_user_model()
+        for line in sys.stdin:
+            name, n = line.split()
+            user = User.objects.get(username=name)
+            for _ in range(int(n)):
+                send_inform(to=user, verb="mention", text="pushed " + pad)
+            print("pushed", flush=True)
+        return
 
     if args.hold:
         with transaction.atomic():

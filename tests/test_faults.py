@@ -9,6 +9,7 @@ figure line (sent, received, lost, duplicated); the run shows them all at the en
 """
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -17,6 +18,9 @@ import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from tests.conftest import Daphne, free_port, live_database_url, session_cookie_for, wait_for_http
 from tests.faults import (
@@ -26,10 +30,12 @@ from tests.faults import (
     RawStalledSocket,
     SupervisedDaphne,
     Tab,
+    api_get,
     figure,
     manage,
     open_fds,
     rss_kib,
+    stream_ids_via_api,
     tally,
     wait_until,
 )
@@ -562,3 +568,115 @@ def test_churn_leaves_nothing_behind(private_redis, make_user):
     assert after["fds"] <= baseline["fds"] + FD_SLACK, after
     assert after["redis"] <= baseline["redis"] + REDIS_CLIENT_SLACK, after
     assert growth_mib < CHURN_RSS_BOUND_MIB, f"daphne grew {growth_mib:.1f} MiB"
+
+
+# --- 7. random interleavings over three tabs (property-based) ---------------------
+
+TABS = 3
+PUSH = st.tuples(st.just("push"), st.integers(1, 3))
+STEP = st.one_of(
+    PUSH, PUSH, PUSH,  # pushes are what the other steps act on
+    st.tuples(st.just("read"), st.integers(0, TABS - 1), st.integers(1, 2**8 - 1)),  # which of the tab's ids
+    st.tuples(st.just("read_all"), st.integers(0, TABS - 1)),
+    st.tuples(st.just("disconnect"), st.integers(0, TABS - 1)),
+    st.tuples(st.just("blip"), st.sampled_from(["kill", "pause"])),
+)
+OUTAGE = 0.5  # seconds a blip lasts (steps go on meanwhile); a pause is shorter than the probe interval
+
+
+def test_tabs_agree_with_a_fresh_fetch_after_random_interleavings(private_redis, make_user):
+    """Pushes, reads, read-alls, disconnects and Redis blips (killed, or stopped for less
+    than the probe interval) in random order over three tabs of one user, against a live
+    daphne; afterwards every tab's badge (its last unread count) and list (its set of
+    inform ids) equal a fresh fetch of /inform/api/unread/ and /inform/api/notifications/.
+    Each example is a new user; steps run one after another without waiting for their
+    effects, so pushes, frames and outages overlap."""
+    env = server_env(private_redis, INFORM_HUB_PROBE_INTERVAL=1.0)
+    server = Daphne(env, name="faults-property").start()
+    pusher = Pusher(env, "--serve")
+    names = itertools.count()
+    totals = {"examples": 0, "steps": 0, "sent": 0, "received": 0, "lost": 0, "dropped": 0, "extra": 0}
+    blip: list[threading.Thread] = []
+
+    def end_blip():
+        for t in blip:
+            t.join()
+        blip.clear()
+
+    def start_blip(how: str):
+        end_blip()
+        if how == "kill":
+            private_redis.kill()
+            after = private_redis.start
+        else:
+            private_redis.pause()
+            after = private_redis.resume
+        timer = threading.Timer(OUTAGE, after)  # the outage lasts OUTAGE while the steps go on
+        timer.start()
+        blip.append(timer)
+
+    @hsettings(max_examples=10, deadline=None, database=None, derandomize=bool(os.environ.get("CI")),
+               phases=(Phase.explicit, Phase.generate), suppress_health_check=list(HealthCheck))
+    @given(steps=st.lists(STEP, min_size=1, max_size=8))
+    def example(steps):
+        user = make_user(f"p{next(names)}")
+        cookie = session_cookie_for(user)
+        tabs = [Tab(server.url, cookie, reconnect=True, name=f"{user.username}-{i}") for i in range(TABS)]
+        try:
+            for tab in tabs:
+                tab.user = user
+                tab.start()
+            for tab in tabs:
+                assert tab.ready.wait(15) and tab.failure is None, tab.failure
+            for step in steps:
+                kind, *args = step
+                if kind == "push":
+                    pusher.push(user.username, args[0])
+                elif kind == "read":
+                    tab, pick = tabs[args[0]], args[1]
+                    ids = sorted(tab.snapshot())
+                    chosen = [i for k, i in enumerate(ids) if pick >> (k % 8) & 1]
+                    if chosen:
+                        tab.send({"type": "read", "ids": chosen})
+                elif kind == "read_all":
+                    tabs[args[0]].send({"type": "read_all"})
+                elif kind == "disconnect":
+                    tabs[args[0]].drop()
+                else:
+                    start_blip(args[0])
+            end_blip()
+
+            def fresh():
+                return api_get(server.url, cookie, "/inform/api/unread/")["unread"], stream_ids_via_api(server.url, cookie)
+
+            def agree():
+                unread, ids = fresh()
+                return all(t.badge == unread and t.snapshot() == ids for t in tabs)
+
+            try:
+                wait_until(agree, SETTLE, "every tab to agree with a fresh fetch", interval=0.2)
+            except AssertionError:
+                pass
+            unread, ids = fresh()
+            numbers = tally(tabs, {t: ids for t in tabs})
+            totals["examples"] += 1
+            totals["steps"] += len(steps)
+            for k in ("sent", "received", "lost", "dropped", "extra"):
+                totals[k] += numbers[k]
+            states = [(t.badge, sorted(t.snapshot())) for t in tabs]
+            assert all(state == (unread, sorted(ids)) for state in states), (
+                f"fresh fetch: unread {unread}, ids {sorted(ids)}; tabs (badge, ids): {states}")
+        finally:
+            end_blip()
+            for tab in tabs:
+                tab.stopping.set()
+            for tab in tabs:
+                tab.join(10)
+
+    try:
+        example()
+    finally:
+        end_blip()
+        figure("property/tabs", **totals)
+        pusher.kill()
+        server.stop()
