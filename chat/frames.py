@@ -2,7 +2,7 @@
 
 from jsonschema import Draft202012Validator
 
-from inform.frames import dumps
+from realtime.frames import dumps
 
 from .models import Message
 
