@@ -70,7 +70,7 @@
     li.dataset.id = f.id;
     li.append(el("span", "verb", f.verb.replace("_", " ")), " ");
     const a = el("a", "", f.text);
-    a.href = safeHref(f.url) || "#";
+    a.href = openUrl(f);
     li.append(a, " ", el("time", "", "just now"));
     // Newest first: insert above the first item with a smaller id.
     const after = Array.from(list.children).find((c) => Number(c.dataset.id) < f.id);
@@ -101,13 +101,48 @@
     if (f.verb === "site_update" && feed) addToFeed({ event: "site_update", actor: f.actor, text: f.text, url: f.url });
     if (typeof f.unread === "number") setUnread(f.unread);
     else setUnread(unread + 1); // a sync ends with an absolute "unread" frame
-    toast(f.text, f.url);
+    toast(f.text, openUrl(f));
+  }
+
+  // --- read state of the items on this page (list, menu) -----------------------------
+
+  // Every notification link opens through the server, which marks it read for all tabs.
+  function openUrl(f) {
+    return "/inform/" + Number(f.id) + "/open/";
+  }
+
+  function markItemRead(li) {
+    li.classList.remove("unread");
+    li.classList.add("read");
+    const f = li.querySelector(".mark-read-form");
+    if (f) f.remove();
+  }
+
+  // An `unread` frame says something was read, not what: ask which shown items are.
+  let readStateBusy = false;
+  let readStateAgain = false;
+  async function refreshReadState() {
+    const shown = Array.from(document.querySelectorAll(".inform-item.unread[data-id]"));
+    if (!shown.length) return;
+    if (unread === 0) { shown.forEach(markItemRead); return; }
+    if (readStateBusy) { readStateAgain = true; return; }
+    readStateBusy = true;
+    try {
+      const ids = Array.from(new Set(shown.map((li) => li.dataset.id))).slice(0, 200);
+      const res = await fetch("/inform/api/read-state/?ids=" + ids.join(","), { credentials: "same-origin" });
+      if (res.ok) {
+        const read = new Set((await res.json()).read.map(String));
+        shown.forEach((li) => { if (read.has(li.dataset.id)) markItemRead(li); });
+      }
+    } catch (e) { /* the next unread frame tries again */ }
+    readStateBusy = false;
+    if (readStateAgain) { readStateAgain = false; refreshReadState(); }
   }
 
   function handle(frame) {
     switch (frame.type) {
       case "inform": onInform(frame); break;
-      case "unread": setUnread(frame.unread); break;
+      case "unread": setUnread(frame.unread); refreshReadState(); break;
       case "synced": setCursor(frame.cursor); break;
       case "reset": sessionStorage.removeItem(STORE); location.reload(); break;
       case "feed": addToFeed(frame); if (frame.event === "site_update") toast(frame.text, frame.url); break;

@@ -1,0 +1,68 @@
+"""Issue 11 in real headless Chromium, at desktop width and at 375 px (a phone)."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import ARTIFACTS
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PHONE = {"width": 375, "height": 740}
+
+
+def open_page(context, url):
+    page = context.new_page()
+    page.goto(url)
+    expect(page.locator("#live-status")).to_have_text("live")
+    return page
+
+
+@pytest.fixture
+def people(browser, live_url, login, make_user):
+    """alice at desktop width and on a phone, and bob; contexts closed at teardown."""
+    alice, bob = make_user("alice"), make_user("bob")
+    made = []
+
+    def context(user, viewport=None):
+        ctx = browser.new_context(viewport=viewport) if viewport else browser.new_context()
+        login(ctx, user)
+        made.append(ctx)
+        return ctx
+
+    yield alice, bob, context
+    for ctx in made:
+        ctx.close()
+
+
+def test_opening_a_notification_marks_it_read_everywhere_and_highlights_the_target(live_url, people):
+    from mblog.services import post_create, reply_create
+
+    alice, bob, context = people
+    post = post_create(author=alice, title="Two pointers", body="...")
+    desk, phone = context(alice), context(alice, PHONE)
+    home = open_page(desk, live_url + "/")
+    inbox = open_page(phone, live_url + "/inform/")
+
+    first = reply_create(author=bob, post=post, body="nice picture")
+    # A toast at desktop width: click it, land on the reply, highlighted.
+    home.locator("#toasts .toast", has_text="nice picture").click()
+    expect(home).to_have_url(re.compile(rf"/posts/{post.pk}/#reply-{first.pk}$"))
+    assert home.evaluate("document.querySelector(':target').id") == f"reply-{first.pk}"
+    expect(home.locator(f"#reply-{first.pk}")).to_have_css("box-shadow", re.compile(r"rgb\(255, 212, 138\)"))
+    expect(home.locator("#inform-badge")).to_be_hidden()
+    # The phone's list, open all along, shows it read without a reload.
+    item = inbox.locator("#inform-list .inform-item", has_text="nice picture")
+    expect(item).to_have_class(re.compile(r"\bread\b"))
+    expect(inbox.locator("#inform-badge")).to_be_hidden()
+
+    # From the list on the phone: the live item's link opens it the same way.
+    second = reply_create(author=bob, post=post, body="and a second thought")
+    expect(home.locator("#inform-badge")).to_have_text("1")
+    inbox.locator("#inform-list a", has_text="and a second thought").click()
+    expect(inbox).to_have_url(re.compile(rf"#reply-{second.pk}$"))
+    assert inbox.evaluate("document.querySelector(':target').id") == f"reply-{second.pk}"
+    expect(inbox.locator(f"#reply-{second.pk}")).to_be_in_viewport()
+    expect(home.locator("#inform-badge")).to_be_hidden()
+    inbox.screenshot(path=str(ARTIFACTS / "browser-landed-phone.png"))

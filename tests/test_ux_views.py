@@ -1,0 +1,59 @@
+"""The no-browser half of issue 11: opening a notification, read state for open lists."""
+
+import pytest
+
+from inform import selectors
+from inform.services import send_inform
+
+pytestmark = pytest.mark.django_db
+
+
+def test_opening_a_notification_marks_it_read_and_lands_on_its_target(as_alice, alice, bob):
+    (n,) = send_inform(to=alice, verb="reply", actor=bob, text="bob replied", url="/posts/9/#reply-3")
+    (other,) = send_inform(to=alice, verb="follow", actor=bob, text="bob followed you", url="/u/bob/")
+    list_page = as_alice.get("/inform/").content.decode()
+    assert f'href="/inform/{n.id}/open/"' in list_page  # the list links through the opener
+    r = as_alice.get(f"/inform/{n.id}/open/")
+    assert r.status_code == 302 and r["Location"] == "/posts/9/#reply-3"
+    assert selectors.is_read(alice, type(n).objects.get(pk=n.pk))
+    assert selectors.unread_count(alice) == 1
+    assert as_alice.get(f"/inform/{n.id}/open/")["Location"] == "/posts/9/#reply-3"  # twice is fine
+    assert selectors.unread_count(alice) == 1  # the other one is still unread
+    assert not selectors.is_read(alice, other)
+
+
+def test_opening_a_site_update_marks_it_read_for_this_user_only(as_alice, alice, bob):
+    (n,) = send_inform(everyone=True, verb="site_update", text="contest soon", url="/posts/1/")
+    assert as_alice.get(f"/inform/{n.id}/open/")["Location"] == "/posts/1/"
+    assert selectors.unread_count(alice) == 0 and selectors.unread_count(bob) == 1
+
+
+def test_opening_someone_elses_or_a_missing_notification_is_404(as_alice, alice, bob, client):
+    (bobs,) = send_inform(to=bob, verb="follow", actor=alice, text="alice followed you", url="/u/alice/")
+    assert as_alice.get(f"/inform/{bobs.id}/open/").status_code == 404
+    assert as_alice.get("/inform/999999/open/").status_code == 404
+    assert selectors.unread_count(bob) == 1
+    r = client.get(f"/inform/{bobs.id}/open/")
+    assert r.status_code == 302 and r["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.parametrize("url", ["", "https://evil.example/", "//evil.example/x"])
+def test_opening_never_leaves_the_site(as_alice, alice, bob, url):
+    (n,) = send_inform(to=alice, verb="mention", actor=bob, text="hi", url=url)
+    assert as_alice.get(f"/inform/{n.id}/open/")["Location"] == "/inform/"
+
+
+def test_read_state_says_which_shown_items_are_read(as_alice, alice, bob):
+    a, b = (send_inform(to=alice, verb="follow", actor=bob, text=f"n{i}")[0] for i in range(2))
+    (site,) = send_inform(everyone=True, verb="site_update", text="s")
+    (bobs,) = send_inform(to=bob, verb="follow", actor=alice, text="not alice's")
+    as_alice.get(f"/inform/{a.id}/open/")
+    as_alice.get(f"/inform/{site.id}/open/")
+    r = as_alice.get(f"/inform/api/read-state/?ids={a.id},{b.id},{site.id},{bobs.id}")
+    assert r.json() == {"read": sorted([a.id, site.id]), "unread": 1}  # bob's id is not alice's to see
+    assert as_alice.get("/inform/api/read-state/?ids=x").status_code == 400
+    assert as_alice.get("/inform/api/read-state/").json() == {"read": [], "unread": 1}
+
+
+def test_read_state_is_json_401_for_anonymous(client):
+    assert client.get("/inform/api/read-state/?ids=1").status_code == 401
