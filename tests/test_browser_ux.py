@@ -66,3 +66,41 @@ def test_opening_a_notification_marks_it_read_everywhere_and_highlights_the_targ
     expect(inbox.locator(f"#reply-{second.pk}")).to_be_in_viewport()
     expect(home.locator("#inform-badge")).to_be_hidden()
     inbox.screenshot(path=str(ARTIFACTS / "browser-landed-phone.png"))
+
+
+def test_no_page_scrolls_sideways_on_a_phone(live_url, people):
+    from chat.services import chat_message_post, room_create
+    from inform.services import send_inform
+    from mblog.services import post_create, reply_create
+
+    alice, bob, context = people
+    long_word = "https://example.com/" + "a-very-long-unbroken-path" * 6
+    post = post_create(author=bob, title="A title " + "x" * 120, body=f"See {long_word} @alice")
+    reply_create(author=alice, post=post, body=long_word)
+    room = room_create(name="lobby", by=alice)
+    chat_message_post(room=room, author=bob, text=long_word)
+    send_inform(to=alice, verb="mention", actor=bob, text="bob mentioned you: " + long_word, url="/")
+    phone = context(alice, PHONE)
+    page = phone.new_page()
+    paths = ["/", f"/posts/{post.pk}/", "/u/bob/", "/inform/", "/chat/", "/chat/lobby/", "/posts/new/"]
+    wide = {}
+    for path in paths:
+        page.goto(live_url + path)
+        expect(page.locator("#live-status")).to_have_text("live")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > PHONE["width"]:
+            wide[path] = width
+            page.screenshot(path=str(ARTIFACTS / f"phone-wide-{path.strip('/').replace('/', '-') or 'home'}.png"))
+        if path == f"/posts/{post.pk}/":
+            page.screenshot(path=str(ARTIFACTS / "phone-post.png"))
+    signed_out = phone.browser.new_context(viewport=PHONE)
+    try:
+        page = signed_out.new_page()
+        for path in ["/", "/accounts/login/", "/accounts/signup/", f"/posts/{post.pk}/", "/chat/lobby/"]:
+            page.goto(live_url + path)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            if width > PHONE["width"]:
+                wide["signed out " + path] = width
+    finally:
+        signed_out.close()
+    assert wide == {}, f"pages wider than {PHONE['width']} px: {wide}"
