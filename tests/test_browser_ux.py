@@ -25,9 +25,10 @@ def people(browser, live_url, login, make_user):
     alice, bob = make_user("alice"), make_user("bob")
     made = []
 
-    def context(user, viewport=None):
-        ctx = browser.new_context(viewport=viewport) if viewport else browser.new_context()
-        login(ctx, user)
+    def context(user, **options):
+        ctx = browser.new_context(**options)
+        if user is not None:
+            login(ctx, user)
         made.append(ctx)
         return ctx
 
@@ -41,7 +42,7 @@ def test_opening_a_notification_marks_it_read_everywhere_and_highlights_the_targ
 
     alice, bob, context = people
     post = post_create(author=alice, title="Two pointers", body="...")
-    desk, phone = context(alice), context(alice, PHONE)
+    desk, phone = context(alice), context(alice, viewport=PHONE)
     home = open_page(desk, live_url + "/")
     inbox = open_page(phone, live_url + "/inform/")
 
@@ -80,7 +81,7 @@ def test_no_page_scrolls_sideways_on_a_phone(live_url, people):
     room = room_create(name="lobby", by=alice)
     chat_message_post(room=room, author=bob, text=long_word)
     send_inform(to=alice, verb="mention", actor=bob, text="bob mentioned you: " + long_word, url="/")
-    phone = context(alice, PHONE)
+    phone = context(alice, viewport=PHONE)
     page = phone.new_page()
     paths = ["/", f"/posts/{post.pk}/", "/u/bob/", "/inform/", "/chat/", "/chat/lobby/", "/posts/new/"]
     wide = {}
@@ -93,14 +94,47 @@ def test_no_page_scrolls_sideways_on_a_phone(live_url, people):
             page.screenshot(path=str(ARTIFACTS / f"phone-wide-{path.strip('/').replace('/', '-') or 'home'}.png"))
         if path == f"/posts/{post.pk}/":
             page.screenshot(path=str(ARTIFACTS / "phone-post.png"))
-    signed_out = phone.browser.new_context(viewport=PHONE)
-    try:
-        page = signed_out.new_page()
-        for path in ["/", "/accounts/login/", "/accounts/signup/", f"/posts/{post.pk}/", "/chat/lobby/"]:
-            page.goto(live_url + path)
-            width = page.evaluate("document.documentElement.scrollWidth")
-            if width > PHONE["width"]:
-                wide["signed out " + path] = width
-    finally:
-        signed_out.close()
+    page = context(None, viewport=PHONE).new_page()
+    for path in ["/", "/accounts/login/", "/accounts/signup/", f"/posts/{post.pk}/", "/chat/lobby/"]:
+        page.goto(live_url + path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > PHONE["width"]:
+            wide["signed out " + path] = width
     assert wide == {}, f"pages wider than {PHONE['width']} px: {wide}"
+
+
+def test_chat_history_and_live_messages_look_the_same_in_the_readers_time_zone(live_url, people):
+    from zoneinfo import ZoneInfo
+
+    from chat.services import chat_message_post, room_create
+
+    alice, bob, context = people
+    room = room_create(name="lobby", by=alice)
+    old = [chat_message_post(room=room, author=a, text=t) for a, t in ((alice, "from history"), (bob, "me too"))]
+    shape = """li => [li.className, li.getBoundingClientRect().height,
+                     Array.from(li.children).map(c => c.tagName + '.' + c.className).join(' ')]"""
+
+    # alice: desktop, en-US in New York. bob: a phone, de-DE in Berlin.
+    readers = []
+    for user, zone, fmt, options in (
+        (alice, "America/New_York", "%I:%M %p", {"locale": "en-US"}),
+        (bob, "Europe/Berlin", "%H:%M", {"locale": "de-DE", "viewport": PHONE}),
+    ):
+        page = context(user, timezone_id=zone, **options).new_page()
+        page.goto(live_url + "/chat/lobby/")
+        expect(page.locator("#chat-status")).to_have_text("live")
+        readers.append((page, zone, fmt))
+    readers[0][0].fill("#chat-input", "said live")
+    readers[0][0].click("#chat-send")
+    for page, zone, fmt in readers:
+        msgs = page.locator("#chat-log .chat-msg")
+        expect(msgs).to_have_count(3)
+        for i, m in enumerate(old):
+            expect(msgs.nth(i).locator("time")).to_have_text(m.created.astimezone(ZoneInfo(zone)).strftime(fmt))
+        live_time = msgs.nth(2).locator("time").inner_text()
+        assert re.fullmatch(r"\d\d:\d\d [AP]M" if fmt.endswith("%p") else r"\d\d:\d\d", live_time), live_time
+        assert msgs.nth(0).evaluate(shape) == msgs.nth(2).evaluate(shape)  # same classes, parts, one line each
+    # Own name highlighted, in history and live: alice's two for alice, bob's one for bob.
+    expect(readers[0][0].locator("#chat-log .chat-msg.mine .chat-text")).to_have_text(["from history", "said live"])
+    expect(readers[1][0].locator("#chat-log .chat-msg.mine .chat-text")).to_have_text(["me too"])
+    readers[1][0].screenshot(path=str(ARTIFACTS / "browser-chat-phone-berlin.png"))

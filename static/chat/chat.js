@@ -46,13 +46,25 @@
     return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
   }
 
+  // The server sends ISO times; every message, from the page or live, is shown in the
+  // reader's locale and time zone by this one function (the date too when not today).
+  const timeOnly = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+  const dateTime = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  const fullDate = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "long" });
+  function showTime(node) {
+    const when = new Date(node.dateTime);
+    if (Number.isNaN(when.getTime())) return;
+    const today = when.toDateString() === new Date().toDateString();
+    node.textContent = (today ? timeOnly : dateTime).format(when);
+    node.title = fullDate.format(when);
+  }
+
   function render(m) {
     const li = el("li", "chat-msg");
     li.dataset.id = String(m.id);
-    const when = new Date(m.created);
-    const time = el("time", "", when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+    const time = el("time");
     time.dateTime = m.created;
-    time.title = when.toLocaleString();
+    showTime(time);
     li.append(el("span", "chat-user", m.user), " ", time, " ", el("span", "chat-text", m.text));
     if (m.user === root.dataset.user) li.classList.add("mine");
     return li;
@@ -165,6 +177,7 @@
     scroller.addEventListener("scroll", () => { if (scroller.scrollTop < 40) loadOlder(); });
   }
 
+  log.querySelectorAll(".chat-msg time").forEach(showTime);
   window.mblogChat = { seen, get lastId() { return lastId; }, get socket() { return socket; }, loadOlder };
   scroller.scrollTop = scroller.scrollHeight;
   if (root.dataset.paged !== "1") connect();
