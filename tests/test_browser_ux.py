@@ -138,3 +138,32 @@ def test_chat_history_and_live_messages_look_the_same_in_the_readers_time_zone(l
     expect(readers[0][0].locator("#chat-log .chat-msg.mine .chat-text")).to_have_text(["from history", "said live"])
     expect(readers[1][0].locator("#chat-log .chat-msg.mine .chat-text")).to_have_text(["me too"])
     readers[1][0].screenshot(path=str(ARTIFACTS / "browser-chat-phone-berlin.png"))
+
+
+def test_live_items_are_marked_read_one_by_one_and_every_list_tab_follows(live_url, people):
+    from inform.services import send_inform
+
+    alice, bob, context = people
+    desk = open_page(context(alice), live_url + "/inform/")
+    phone = open_page(context(alice, viewport=PHONE), live_url + "/inform/")
+    for i in range(3):
+        send_inform(to=alice, verb="mention", actor=bob, text=f"live mention {i}", url="/")
+    for tab in (desk, phone):
+        expect(tab.locator("#inform-list .inform-item.unread")).to_have_count(3)
+        expect(tab.locator("#inform-badge")).to_have_text("3")
+
+    # One live item, marked read in one tab: read in both, the others stay unread.
+    desk.locator(".inform-item", has_text="live mention 1").locator(".mark-read").click()
+    for tab in (desk, phone):
+        expect(tab.locator(".inform-item", has_text="live mention 1")).to_have_class(re.compile(r"\bread\b"))
+        expect(tab.locator("#inform-list .inform-item.unread")).to_have_count(2)
+        expect(tab.locator("#inform-badge")).to_have_text("2")
+
+    # "Mark all read" on the phone: the desktop list follows, without a reload.
+    phone.click("#mark-all-read")
+    for tab in (desk, phone):
+        expect(tab.locator("#inform-list .inform-item.unread")).to_have_count(0)
+        expect(tab.locator("#inform-list .mark-read")).to_have_count(0)
+        expect(tab.locator("#inform-badge")).to_be_hidden()
+    desk.reload()
+    expect(desk.locator("#inform-list .inform-item.read")).to_have_count(3)

@@ -72,6 +72,8 @@
     const a = el("a", "", f.text);
     a.href = openUrl(f);
     li.append(a, " ", el("time", "", "just now"));
+    const form = markReadForm(f.id);
+    if (form) li.append(" ", form);
     // Newest first: insert above the first item with a smaller id.
     const after = Array.from(list.children).find((c) => Number(c.dataset.id) < f.id);
     list.insertBefore(li, after || null);
@@ -116,6 +118,21 @@
     li.classList.add("read");
     const f = li.querySelector(".mark-read-form");
     if (f) f.remove();
+  }
+
+  // The same plain form the server renders beside an unread item (it posts without a socket).
+  function markReadForm(id) {
+    const token = document.querySelector("#mark-all-form [name=csrfmiddlewaretoken]");
+    if (!token) return null;
+    const form = el("form", "inline mark-read-form");
+    form.method = "post";
+    form.action = "/inform/read/";
+    const field = (name, value) => { const i = el("input"); i.type = "hidden"; i.name = name; i.value = value; return i; };
+    const button = el("button", "link mark-read", "Mark read");
+    button.type = "submit";
+    form.append(field("csrfmiddlewaretoken", token.value), field("id", String(id)),
+                field("next", location.pathname + location.search), button);
+    return form;
   }
 
   // An `unread` frame says something was read, not what: ask which shown items are.
