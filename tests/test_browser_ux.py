@@ -167,3 +167,72 @@ def test_live_items_are_marked_read_one_by_one_and_every_list_tab_follows(live_u
         expect(tab.locator("#inform-badge")).to_be_hidden()
     desk.reload()
     expect(desk.locator("#inform-list .inform-item.read")).to_have_count(3)
+
+
+# Headless Chromium keeps every page visible and shows no desktop notifications: this
+# lets a test hide a page and records what the page asks the real Notification API for.
+HIDEABLE = """
+Object.defineProperty(Document.prototype, "visibilityState", {configurable: true,
+  get() { return window.__hidden ? "hidden" : "visible"; }});
+Object.defineProperty(Document.prototype, "hidden", {configurable: true, get() { return !!window.__hidden; }});
+window.__shown = [];
+const RealNotification = window.Notification;
+window.Notification = function (title, options) {
+  window.__shown.push(options.body);
+  return new RealNotification(title, options);
+};
+Object.defineProperty(window.Notification, "permission", {get: () => RealNotification.permission});
+window.Notification.requestPermission = (...a) => RealNotification.requestPermission(...a);
+"""
+
+
+def set_hidden(page, hidden):
+    page.evaluate("h => { window.__hidden = h; document.dispatchEvent(new Event('visibilitychange')); }", hidden)
+
+
+def test_unread_count_in_the_title_and_desktop_notifications_only_when_no_tab_is_visible(live_url, people):
+    from inform.services import send_inform
+
+    alice, bob, context = people
+    ctx = context(alice)
+    ctx.add_init_script(HIDEABLE)
+    ctx.grant_permissions(["notifications"], origin=live_url)
+    inbox = open_page(ctx, live_url + "/inform/")
+    home = open_page(ctx, live_url + "/")
+    expect(inbox).to_have_title("Notifications · mblog")
+
+    send_inform(to=alice, verb="mention", actor=bob, text="first", url="/")
+    expect(inbox).to_have_title("(1) Notifications · mblog")
+    expect(home).to_have_title("(1) Activity · mblog")
+
+    # Opt in, clearly, on the list page; nothing shown while a tab is in view.
+    optin = inbox.locator("#desktop-optin")
+    expect(optin).to_have_text("Turn on desktop notifications")
+    optin.click()
+    expect(optin).to_have_text("Turn off desktop notifications")
+    expect(optin).to_have_attribute("aria-pressed", "true")
+    set_hidden(home, True)
+    send_inform(to=alice, verb="mention", actor=bob, text="while the list is in view", url="/")
+    expect(home).to_have_title("(2) Activity · mblog")
+
+    # Both tabs hidden: one desktop notification, from one of them.
+    set_hidden(inbox, True)
+    (n,) = send_inform(to=alice, verb="mention", actor=bob, text="nobody is looking", url="/")
+    for tab in (inbox, home):
+        expect(tab).to_have_title(re.compile(r"^\(3\) "))
+    inbox.wait_for_function("id => localStorage.getItem('inform.desktop.last') === String(id)", arg=n.id)
+    shown = inbox.evaluate("window.__shown") + home.evaluate("window.__shown")
+    assert shown == ["nobody is looking"]
+
+    # Turned off: nothing more, even with no tab in view.
+    set_hidden(inbox, False)
+    optin.click()
+    expect(optin).to_have_text("Turn on desktop notifications")
+    set_hidden(inbox, True)
+    send_inform(to=alice, verb="mention", actor=bob, text="after opting out", url="/")
+    expect(inbox).to_have_title(re.compile(r"^\(4\) "))
+    assert inbox.evaluate("window.__shown") + home.evaluate("window.__shown") == ["nobody is looking"]
+
+    inbox.evaluate("window.mblogInform.send({type: 'read_all'})")
+    expect(inbox).to_have_title("Notifications · mblog")
+    expect(home).to_have_title("Activity · mblog")

@@ -28,6 +28,7 @@
     if (!badge) return;
     badge.textContent = unread ? String(unread) : "";
     badge.hidden = unread === 0;
+    showCountInTitle();
   }
 
   function setStatus(text) {
@@ -104,6 +105,7 @@
     if (typeof f.unread === "number") setUnread(f.unread);
     else setUnread(unread + 1); // a sync ends with an absolute "unread" frame
     toast(f.text, openUrl(f));
+    desktopNotify(f);
   }
 
   // --- read state of the items on this page (list, menu) -----------------------------
@@ -155,6 +157,87 @@
     readStateBusy = false;
     if (readStateAgain) { readStateAgain = false; refreshReadState(); }
   }
+
+  // --- the tab title and desktop notifications ----------------------------------------
+
+  const baseTitle = document.title.replace(/^\(\d+\) /, ""); // the server renders the count too
+  function showCountInTitle() {
+    document.title = signedIn && unread ? `(${unread}) ${baseTitle}` : baseTitle;
+  }
+
+  // Desktop notifications: only after the person turns them on here, and only when no
+  // tab of the site is visible (visible tabs show a toast). Each visible tab keeps a
+  // fresh stamp in localStorage; of the hidden tabs that get the frame, the one that
+  // takes the lock first shows it, once.
+  const DESKTOP = "inform.desktop";
+  const tabId = Math.random().toString(36).slice(2);
+  const canNotify = "Notification" in window;
+
+  function stampVisibility() {
+    try {
+      if (document.visibilityState === "visible") localStorage.setItem("inform.visible." + tabId, String(Date.now()));
+      else localStorage.removeItem("inform.visible." + tabId);
+    } catch (e) { /* storage disabled: every tab counts as alone */ }
+  }
+
+  function someTabVisible() {
+    if (document.visibilityState === "visible") return true;
+    const now = Date.now();
+    for (let i = 0; i < localStorage.length; i++) {
+      const key = localStorage.key(i);
+      if (key && key.startsWith("inform.visible.") && now - Number(localStorage.getItem(key)) < 45000) return true;
+    }
+    return false;
+  }
+
+  function desktopOn() {
+    return canNotify && Notification.permission === "granted" && localStorage.getItem(DESKTOP) === "1";
+  }
+
+  function desktopNotify(f) {
+    if (!signedIn || !desktopOn() || someTabVisible()) return;
+    const show = () => {
+      if (Number(localStorage.getItem("inform.desktop.last") || 0) >= f.id) return;
+      localStorage.setItem("inform.desktop.last", String(f.id));
+      const n = new Notification("mblog", { body: f.text, tag: "inform-" + f.id });
+      n.onclick = () => { window.focus(); location.href = openUrl(f); n.close(); };
+    };
+    if (navigator.locks) navigator.locks.request("inform.desktop", show);
+    else show();
+  }
+
+  function showDesktopChoice() {
+    const button = document.getElementById("desktop-optin");
+    if (!button) return;
+    const note = document.getElementById("desktop-note");
+    button.hidden = !canNotify;
+    if (!canNotify) return;
+    const denied = Notification.permission === "denied";
+    button.textContent = desktopOn() ? "Turn off desktop notifications" : "Turn on desktop notifications";
+    button.setAttribute("aria-pressed", desktopOn() ? "true" : "false");
+    button.disabled = denied;
+    if (note) {
+      note.hidden = !denied && !desktopOn();
+      note.textContent = denied
+        ? "Desktop notifications are blocked for this site in your browser's settings."
+        : "On: you get a desktop notification when no mblog tab is in view.";
+    }
+  }
+
+  document.addEventListener("click", async (ev) => {
+    const button = ev.target.closest("#desktop-optin");
+    if (!button || !canNotify) return;
+    if (desktopOn()) localStorage.removeItem(DESKTOP);
+    else if ((await Notification.requestPermission()) === "granted") localStorage.setItem(DESKTOP, "1");
+    showDesktopChoice();
+  });
+
+  stampVisibility();
+  document.addEventListener("visibilitychange", stampVisibility);
+  window.addEventListener("pagehide", () => { try { localStorage.removeItem("inform.visible." + tabId); } catch (e) { /* gone */ } });
+  setInterval(stampVisibility, 20000);
+  showDesktopChoice();
+  showCountInTitle();
 
   function handle(frame) {
     switch (frame.type) {
