@@ -112,6 +112,18 @@ def api_read_state(request):
 
 @require_GET
 @api_login_required
+def api_menu(request):
+    """The header menu's items: newest unread first, then newest read."""
+    user = request.user
+    items = [
+        {**frames.inform_frame(n), "read": n.is_read, "open": reverse("inform_open", args=[n.id])}
+        for n in selectors.menu_items(user)
+    ]
+    return JsonResponse({"items": items, "unread": selectors.unread_count(user)})
+
+
+@require_GET
+@api_login_required
 def api_unread(request):
     return JsonResponse({"unread": selectors.unread_count(request.user)})
 

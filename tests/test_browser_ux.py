@@ -236,3 +236,65 @@ def test_unread_count_in_the_title_and_desktop_notifications_only_when_no_tab_is
     inbox.evaluate("window.mblogInform.send({type: 'read_all'})")
     expect(inbox).to_have_title("Notifications · mblog")
     expect(home).to_have_title("Activity · mblog")
+
+
+@pytest.mark.parametrize("viewport", [None, PHONE], ids=["desktop", "phone"])
+def test_header_menu_lists_unread_first_marks_read_and_works_from_the_keyboard(live_url, people, viewport):
+    from inform.services import notifications_mark_read, send_inform
+
+    alice, bob, context = people
+    for text in ("older unread", "older read", "newest unread"):
+        (n,) = send_inform(to=alice, verb="mention", actor=bob, text=text, url="/")
+        if text == "older read":
+            notifications_mark_read(alice, [n.id])
+    ctx = context(alice, **({"viewport": viewport} if viewport else {}))
+    page = open_page(ctx, live_url + "/chat/")
+    other = open_page(ctx, live_url + "/inform/")
+    button = page.locator("#inform-menu-button")
+    menu = page.locator("#inform-menu")
+    expect(menu).to_be_hidden()
+
+    # Keyboard: focus the bell, Enter opens, focus lands on the first item.
+    button.focus()
+    page.keyboard.press("Enter")
+    expect(menu).to_be_visible()
+    expect(button).to_have_attribute("aria-expanded", "true")
+    items = menu.locator(".menu-item")
+    expect(items.locator(".menu-text")).to_have_text(["newest unread", "older unread", "older read"])
+    expect(items.locator(".menu-open").first).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    expect(items.locator(".menu-open").nth(1)).to_be_focused()
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
+    box = menu.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= page.viewport_size["width"]
+
+    # Mark one read from the menu: badge, menu and the other tab's list follow.
+    page.get_by_role("button", name="Mark read: older unread").click()
+    expect(items.nth(1)).to_have_class(re.compile(r"\bread\b"))
+    for tab in (page, other):
+        expect(tab.locator("#inform-badge")).to_have_text("1")
+    expect(other.locator(".inform-item", has_text="older unread")).to_have_class(re.compile(r"\bread\b"))
+
+    # Live while open: a new one appears on top, unread.
+    send_inform(to=alice, verb="follow", actor=bob, text="bob followed you", url="/u/bob/")
+    expect(items.first).to_contain_text("bob followed you")
+    expect(items.first).to_have_class(re.compile(r"\bunread\b"))
+
+    # Escape closes and gives focus back to the bell; clicking outside closes too.
+    page.keyboard.press("Escape")
+    expect(menu).to_be_hidden()
+    expect(button).to_be_focused()
+    expect(button).to_have_attribute("aria-expanded", "false")
+    button.click()
+    expect(menu).to_be_visible()
+    page.mouse.click(5, page.viewport_size["height"] - 5)  # below the menu, phone or desktop
+    expect(menu).to_be_hidden()
+
+    # Mark all read, then "see all" goes to the list.
+    button.click()
+    page.locator("#inform-menu-read-all").click()
+    for tab in (page, other):
+        expect(tab.locator("#inform-badge")).to_be_hidden()
+    expect(menu.locator(".menu-item.unread")).to_have_count(0)
+    page.locator("#inform-menu-all").click()
+    expect(page).to_have_url(live_url + "/inform/")

@@ -57,3 +57,15 @@ def test_read_state_says_which_shown_items_are_read(as_alice, alice, bob):
 
 def test_read_state_is_json_401_for_anonymous(client):
     assert client.get("/inform/api/read-state/?ids=1").status_code == 401
+
+
+def test_menu_api_lists_newest_unread_first_then_newest_read(as_alice, alice, bob, client):
+    from inform.services import notifications_mark_read
+
+    a, b, c = (send_inform(to=alice, verb="follow", actor=bob, text=t, url="/u/bob/")[0] for t in "abc")
+    (site,) = send_inform(everyone=True, verb="site_update", text="site")
+    notifications_mark_read(alice, [c.id, site.id])
+    body = as_alice.get("/inform/api/menu/").json()
+    assert [(i["text"], i["read"]) for i in body["items"]] == [("b", False), ("a", False), ("site", True), ("c", True)]
+    assert body["items"][0]["open"] == f"/inform/{b.id}/open/" and body["unread"] == 2
+    assert client.get("/inform/api/menu/").status_code == 401

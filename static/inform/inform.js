@@ -64,7 +64,7 @@
   }
 
   function addToList(f) {
-    if (!list || document.querySelector(`.inform-item[data-id="${f.id}"]`)) return;
+    if (!list || list.querySelector(`.inform-item[data-id="${f.id}"]`)) return;
     const empty = list.querySelector(".empty");
     if (empty) empty.remove();
     const li = el("li", "inform-item unread");
@@ -104,6 +104,7 @@
     if (f.verb === "site_update" && feed) addToFeed({ event: "site_update", actor: f.actor, text: f.text, url: f.url });
     if (typeof f.unread === "number") setUnread(f.unread);
     else setUnread(unread + 1); // a sync ends with an absolute "unread" frame
+    addToMenu(f);
     toast(f.text, openUrl(f));
     desktopNotify(f);
   }
@@ -118,7 +119,7 @@
   function markItemRead(li) {
     li.classList.remove("unread");
     li.classList.add("read");
-    const f = li.querySelector(".mark-read-form");
+    const f = li.querySelector(".mark-read-form, .menu-mark-read");
     if (f) f.remove();
   }
 
@@ -238,6 +239,122 @@
   setInterval(stampVisibility, 20000);
   showDesktopChoice();
   showCountInTitle();
+
+  // --- the header menu: latest items, unread first, without leaving the page -----------
+
+  const menuButton = document.getElementById("inform-menu-button");
+  const menu = document.getElementById("inform-menu");
+  const menuItems = document.getElementById("inform-menu-items");
+
+  function menuEntry(f, read) {
+    const li = el("li", "inform-item menu-item " + (read ? "read" : "unread"));
+    li.dataset.id = f.id;
+    const a = el("a", "menu-open");
+    a.href = openUrl(f);
+    a.append(el("span", "verb", f.verb.replace("_", " ")), " ", el("span", "menu-text", f.text));
+    li.append(a);
+    if (!read) {
+      const b = el("button", "link menu-mark-read", "Mark read");
+      b.type = "button";
+      b.setAttribute("aria-label", "Mark read: " + f.text);
+      li.append(b);
+    }
+    return li;
+  }
+
+  function addToMenu(f) {
+    if (!menu || menu.hidden || menuItems.querySelector(`[data-id="${f.id}"]`)) return;
+    const empty = menuItems.querySelector(".empty");
+    if (empty) empty.remove();
+    menuItems.prepend(menuEntry(f, false));
+  }
+
+  async function fillMenu() {
+    menuItems.setAttribute("aria-busy", "true");
+    try {
+      const res = await fetch("/inform/api/menu/", { credentials: "same-origin" });
+      if (!res.ok) throw new Error("HTTP " + res.status);
+      const data = await res.json();
+      menuItems.replaceChildren(...data.items.map((f) => menuEntry(f, f.read)));
+      if (!data.items.length) menuItems.append(el("li", "empty", "No notifications yet."));
+      setUnread(data.unread);
+    } catch (e) {
+      menuItems.replaceChildren(el("li", "empty", "Could not load notifications."));
+    }
+    menuItems.removeAttribute("aria-busy");
+  }
+
+  function csrfToken() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
+  // Over the socket when it is open, else the JSON API: either way every tab hears of it.
+  async function markRead(body) {
+    if (send(body.all ? { type: "read_all" } : { type: "read", ids: body.ids })) return;
+    const res = await fetch("/inform/api/read/", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify(body),
+    });
+    if (res.ok) setUnread((await res.json()).unread);
+  }
+
+  async function openMenu() {
+    menu.hidden = false;
+    menuButton.setAttribute("aria-expanded", "true");
+    await fillMenu();
+    const first = menu.querySelector(".menu-open") || document.getElementById("inform-menu-all");
+    if (!menu.hidden && first) first.focus();
+  }
+
+  function closeMenu(focusButton) {
+    if (menu.hidden) return;
+    menu.hidden = true;
+    menuButton.setAttribute("aria-expanded", "false");
+    if (focusButton) menuButton.focus();
+  }
+
+  if (menuButton && menu) {
+    menuButton.setAttribute("role", "button");
+    menuButton.addEventListener("click", (ev) => {
+      ev.preventDefault();
+      if (menu.hidden) openMenu(); else closeMenu(false);
+    });
+    menuButton.addEventListener("keydown", (ev) => {
+      if (ev.key === " ") { ev.preventDefault(); menuButton.click(); }
+      if (ev.key === "ArrowDown" && menu.hidden) { ev.preventDefault(); openMenu(); }
+    });
+    menu.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape") { ev.preventDefault(); closeMenu(true); return; }
+      if (ev.key !== "ArrowDown" && ev.key !== "ArrowUp") return;
+      ev.preventDefault();
+      const links = Array.from(menu.querySelectorAll(".menu-open, #inform-menu-all"));
+      const i = links.indexOf(document.activeElement.closest("a"));
+      const next = ev.key === "ArrowDown" ? Math.min(links.length - 1, i + 1) : Math.max(0, i - 1);
+      if (links[next]) links[next].focus();
+    });
+    menu.addEventListener("click", (ev) => {
+      const one = ev.target.closest(".menu-mark-read");
+      if (one) {
+        const li = one.closest(".menu-item");
+        const link = li.querySelector(".menu-open");
+        markItemRead(li);
+        link.focus(); // the button is gone: keep the keyboard user in place
+        markRead({ ids: [Number(li.dataset.id)] });
+      } else if (ev.target.closest("#inform-menu-read-all")) {
+        document.querySelectorAll(".inform-item.unread").forEach(markItemRead);
+        markRead({ all: true });
+      }
+    });
+    document.addEventListener("click", (ev) => {
+      // (a Mark read button has left the document by now: that click was inside)
+      if (!menu.hidden && ev.target.isConnected && !ev.target.closest(".inform-menu-wrap")) closeMenu(false);
+    });
+    document.addEventListener("focusin", (ev) => {
+      if (!menu.hidden && !ev.target.closest(".inform-menu-wrap")) closeMenu(false);
+    });
+  }
 
   function handle(frame) {
     switch (frame.type) {
