@@ -117,7 +117,11 @@ def post_detail(request, pk):
             reply = services.reply_create(author=request.user, post=post, parent=parent, body=form.cleaned_data["body"])
             return redirect(reply.get_absolute_url())
     replies = list(post.replies.select_related("author"))
-    return render(request, "mblog/post_detail.html", {"post": post, "replies": replies, "form": form})
+    return render(
+        request,
+        "mblog/post_detail.html",
+        {"post": post, "replies": replies, "form": form, "known_names": selectors.mentioned_names(post, replies)},
+    )
 
 
 def healthz(request):

@@ -48,7 +48,7 @@ def test_opening_a_notification_marks_it_read_everywhere_and_highlights_the_targ
 
     first = reply_create(author=bob, post=post, body="nice picture")
     # A toast at desktop width: click it, land on the reply, highlighted.
-    home.locator("#toasts .toast", has_text="nice picture").click()
+    home.locator("#toasts .toast", has_text="nice picture").locator("a").click()
     expect(home).to_have_url(re.compile(rf"/posts/{post.pk}/#reply-{first.pk}$"))
     assert home.evaluate("document.querySelector(':target').id") == f"reply-{first.pk}"
     expect(home.locator(f"#reply-{first.pk}")).to_have_css("box-shadow", re.compile(r"rgb\(255, 212, 138\)"))
@@ -298,3 +298,23 @@ def test_header_menu_lists_unread_first_marks_read_and_works_from_the_keyboard(l
     expect(menu.locator(".menu-item.unread")).to_have_count(0)
     page.locator("#inform-menu-all").click()
     expect(page).to_have_url(live_url + "/inform/")
+
+
+def test_toasts_show_who_fit_three_lines_and_close(live_url, people):
+    from inform.services import send_inform
+
+    alice, bob, context = people
+    page = open_page(context(alice, viewport=PHONE), live_url + "/")
+    send_inform(to=alice, verb="mention", actor=bob, text="bob mentioned you in “A post”: " + "many words " * 40,
+                url="/")
+    toast = page.locator("#toasts .toast")
+    expect(toast).to_have_count(1)
+    expect(toast.locator(".avatar")).to_have_text("B")
+    line = float(toast.locator(".toast-link").evaluate("a => parseFloat(getComputedStyle(a).lineHeight)"))
+    assert toast.locator(".toast-link").bounding_box()["height"] <= 3 * line + 1  # clamped, with an ellipsis
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    toast.get_by_role("button", name="Dismiss").click()
+    expect(toast).to_have_count(0)
+    send_inform(to=alice, verb="follow", actor=bob, text="bob followed you", url="/u/bob/")
+    page.goto(live_url + "/inform/")
+    expect(page.locator("#inform-list .inform-item").first.locator(".avatar")).to_have_text("B")

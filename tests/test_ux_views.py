@@ -69,3 +69,60 @@ def test_menu_api_lists_newest_unread_first_then_newest_read(as_alice, alice, bo
     assert [(i["text"], i["read"]) for i in body["items"]] == [("b", False), ("a", False), ("site", True), ("c", True)]
     assert body["items"][0]["open"] == f"/inform/{b.id}/open/" and body["unread"] == 2
     assert client.get("/inform/api/menu/").status_code == 401
+
+
+# --- item 8: fuller content --------------------------------------------------------------
+
+
+def test_excerpt_cuts_at_a_word_with_an_ellipsis():
+    from mblog.services import excerpt
+
+    assert excerpt("short  and\nsweet") == "short and sweet"
+    long = "word " * 40
+    cut = excerpt(long, 50)
+    assert cut.endswith("word…") and len(cut) <= 50 and "  " not in cut
+    assert excerpt("x" * 200, 50) == "x" * 49 + "…"  # one long word: cut inside it
+
+
+def test_reply_and_mention_texts_name_the_post(alice, bob, make_user):
+    from inform.models import Notification
+    from mblog.services import post_create, reply_create
+
+    carol = make_user("carol")
+    post = post_create(author=alice, title="Two pointers", body="hi")
+    reply_create(author=bob, post=post, body="nice one @carol " + "and more words " * 20)
+    mine = Notification.objects.get(recipient=alice)
+    theirs = Notification.objects.get(recipient=carol)
+    assert mine.text.startswith("bob replied to “Two pointers”: nice one @carol")
+    assert theirs.text.startswith("bob mentioned you in “Two pointers”: nice one")
+    assert mine.text.endswith("…") and not mine.text.endswith(" …")
+
+
+def test_following_again_tells_nobody_a_second_time(alice, bob):
+    from inform.models import Notification
+    from mblog.services import follow_toggle
+
+    for _ in range(3):
+        follow_toggle(follower=bob, followed=alice)
+    assert Notification.objects.filter(recipient=alice, verb="follow").count() == 1
+
+
+def test_mentions_in_posts_and_replies_link_known_people(as_alice, alice, bob):
+    from mblog.services import post_create, reply_create
+
+    post = post_create(author=alice, title="t", body="ask @bob, not @nobody.\n\n<b>bold</b> @bob.")
+    reply_create(author=bob, post=post, body="thanks @alice")
+    html = as_alice.get(f"/posts/{post.pk}/").content.decode()
+    assert html.count('<a class="mention" href="/u/bob/">@bob</a>') == 2
+    assert '<a class="mention" href="/u/alice/">@alice</a>' in html
+    assert "@nobody." in html and 'href="/u/nobody/"' not in html
+    assert "&lt;b&gt;bold&lt;/b&gt;" in html and "<b>bold</b>" not in html
+
+
+def test_list_items_show_who_and_what(as_alice, alice, bob):
+    send_inform(to=alice, verb="follow", actor=bob, text="bob followed you", url="/u/bob/")
+    send_inform(everyone=True, verb="site_update", text="news")
+    html = as_alice.get("/inform/").content.decode()
+    assert '<span class="avatar hue-' in html and ">B</span>" in html
+    assert 'class="verb verb-follow"' in html and 'class="verb verb-site_update"' in html
+    assert '<span class="avatar hue-site" aria-hidden="true">m</span>' in html

@@ -54,13 +54,36 @@
     return /^https?:\/\/[^/]/i.test(url) ? url : null;
   }
 
-  function toast(text, url) {
+  function toast(text, url, f) {
     if (!toasts) return;
-    const t = el("a", "toast", text);
-    t.href = safeHref(url) || "/inform/";
+    const t = el("div", "toast");
+    if (f) t.append(avatar(f.actor));
+    const a = el("a", "toast-link", text);
+    a.href = safeHref(url) || "/inform/";
+    const close = el("button", "toast-close", "×");
+    close.type = "button";
+    close.setAttribute("aria-label", "Dismiss");
+    close.addEventListener("click", () => t.remove());
+    t.append(a, close);
     toasts.prepend(t);
     while (toasts.children.length > MAX_TOASTS) toasts.lastChild.remove();
-    setTimeout(() => t.remove(), 8000);
+    // Stays while the pointer or the keyboard is on it.
+    let timer = setTimeout(() => t.remove(), 8000);
+    const hold = () => clearTimeout(timer);
+    const release = () => { clearTimeout(timer); timer = setTimeout(() => t.remove(), 4000); };
+    t.addEventListener("mouseenter", hold);
+    t.addEventListener("focusin", hold);
+    t.addEventListener("mouseleave", release);
+    t.addEventListener("focusout", release);
+  }
+
+  // The same initial-in-a-circle the pages render (templatetags/mblog_ui.py: avatar_hue).
+  function avatar(name) {
+    if (!name) return el("span", "avatar hue-site", "m");
+    const hue = Array.from(name).reduce((sum, c) => sum + c.codePointAt(0), 0) % 8;
+    const a = el("span", "avatar hue-" + hue, Array.from(name)[0].toUpperCase());
+    a.setAttribute("aria-hidden", "true");
+    return a;
   }
 
   function addToList(f) {
@@ -69,7 +92,7 @@
     if (empty) empty.remove();
     const li = el("li", "inform-item unread");
     li.dataset.id = f.id;
-    li.append(el("span", "verb", f.verb.replace("_", " ")), " ");
+    li.append(avatar(f.actor), " ", el("span", "verb verb-" + f.verb, f.verb.replace("_", " ")), " ");
     const a = el("a", "", f.text);
     a.href = openUrl(f);
     li.append(a, " ", el("time", "", "just now"));
@@ -105,7 +128,7 @@
     if (typeof f.unread === "number") setUnread(f.unread);
     else setUnread(unread + 1); // a sync ends with an absolute "unread" frame
     addToMenu(f);
-    toast(f.text, openUrl(f));
+    toast(f.text, openUrl(f), f);
     desktopNotify(f);
   }
 
@@ -251,8 +274,8 @@
     li.dataset.id = f.id;
     const a = el("a", "menu-open");
     a.href = openUrl(f);
-    a.append(el("span", "verb", f.verb.replace("_", " ")), " ", el("span", "menu-text", f.text));
-    li.append(a);
+    a.append(el("span", "verb verb-" + f.verb, f.verb.replace("_", " ")), " ", el("span", "menu-text", f.text));
+    li.append(avatar(f.actor), a);
     if (!read) {
       const b = el("button", "link menu-mark-read", "Mark read");
       b.type = "button";
