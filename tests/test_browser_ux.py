@@ -318,3 +318,72 @@ def test_toasts_show_who_fit_three_lines_and_close(live_url, people):
     send_inform(to=alice, verb="follow", actor=bob, text="bob followed you", url="/u/bob/")
     page.goto(live_url + "/inform/")
     expect(page.locator("#inform-list .inform-item").first.locator(".avatar")).to_have_text("B")
+
+
+@pytest.mark.parametrize("viewport", [None, PHONE], ids=["desktop", "phone"])
+def test_chat_queues_messages_while_offline_and_sends_them_on_reconnect(live_url, people, viewport):
+    from chat.models import Message
+    from chat.services import room_create
+
+    alice, bob, context = people
+    room_create(name="lobby", by=alice)
+    a_ctx = context(alice, **({"viewport": viewport} if viewport else {}))
+    a = a_ctx.new_page()
+    b = context(bob).new_page()
+    for page in (a, b):
+        page.goto(live_url + "/chat/lobby/")
+        expect(page.locator("#chat-status")).to_have_text("live")
+    expect(a.locator("#chat-presence li")).to_have_text(["alice", "bob"])
+    banner = a.locator("#chat-offline")
+    expect(banner).to_be_hidden()
+
+    a_ctx.set_offline(True)
+    a.evaluate("window.mblogChat.socket.close()")
+    expect(banner).to_be_visible()
+    expect(a.locator("#chat-presence")).to_have_class(re.compile(r"\bstale\b"))
+
+    # Enter while offline: no failed page load, the message waits in the log.
+    a.fill("#chat-input", "written offline")
+    a.press("#chat-input", "Enter")
+    waiting = a.locator("#chat-log .chat-msg.pending")
+    expect(waiting).to_have_count(1)
+    expect(waiting.locator(".chat-state")).to_have_text("waiting to send")
+    expect(a.locator("#chat-input")).to_have_value("")
+    assert a.url == live_url + "/chat/lobby/"
+    assert Message.objects.count() == 0
+
+    # Back online: it reconnects without waiting out the backoff, sends, and shows it once.
+    a_ctx.set_offline(False)
+    expect(a.locator("#chat-status")).to_have_text("live")
+    expect(banner).to_be_hidden()
+    expect(waiting).to_have_count(0)
+    for page in (a, b):
+        expect(page.locator("#chat-log .chat-msg .chat-text")).to_have_text(["written offline"])
+    expect(a.locator("#chat-log .chat-msg.mine")).to_have_count(1)
+    expect(a.locator("#chat-presence")).not_to_have_class(re.compile(r"\bstale\b"))
+    assert Message.objects.count() == 1
+
+
+def test_a_clear_banner_while_the_live_connection_is_down(live_url, people):
+    alice, bob, context = people
+    ctx = context(alice, viewport=PHONE)
+    page = open_page(ctx, live_url + "/")
+    banner = page.locator("#offline-banner")
+    expect(banner).to_be_hidden()
+    ctx.set_offline(True)
+    page.evaluate("window.mblogInform.socket.close()")
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("You're offline")
+    expect(banner.get_by_role("button", name="Retry now")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    ctx.set_offline(False)  # the network is back: it reconnects at once, not after the backoff
+    expect(page.locator("#live-status")).to_have_text("live")
+    expect(banner).to_be_hidden()
+
+
+def test_the_header_says_nothing_about_live_updates_without_javascript(live_url, people):
+    alice, bob, context = people
+    page = context(alice, java_script_enabled=False).new_page()
+    page.goto(live_url + "/")
+    expect(page.locator("#live-status")).to_be_hidden()
+    expect(page.locator("#offline-banner")).to_be_hidden()

@@ -32,8 +32,21 @@
   }
 
   function setStatus(text) {
-    if (status) { status.textContent = text; status.dataset.state = text; }
+    if (status) { status.textContent = text; status.dataset.state = text; status.hidden = false; }
+    showOfflineBanner(text !== "live");
   }
+
+  // A clear banner once the live connection has been gone a moment (a quick reconnect
+  // shows nothing); chat pages have their own. "Retry now" reconnects at once.
+  const banner = document.getElementById("offline-banner");
+  let bannerTimer = null;
+  function showOfflineBanner(offline) {
+    if (!banner || document.getElementById("chat-offline")) return;
+    clearTimeout(bannerTimer);
+    if (!offline) { banner.hidden = true; return; }
+    bannerTimer = setTimeout(() => { banner.hidden = false; }, 1500);
+  }
+  if (banner) banner.querySelector("button").addEventListener("click", () => wake());
 
   function setCursor(c) {
     if (c > cursor) { cursor = c; sessionStorage.setItem(STORE, String(c)); }
@@ -458,6 +471,6 @@
               120000 + Math.random() * 60000);
 
   if (list) list.querySelectorAll(".inform-item").forEach((li) => seen.add(Number(li.dataset.id)));
-  window.mblogInform = { send: send, get cursor() { return cursor; }, get unread() { return unread; } };
+  window.mblogInform = { send: send, get cursor() { return cursor; }, get unread() { return unread; }, get socket() { return socket; } };
   connect();
 })();
