@@ -70,7 +70,7 @@ def test_opening_a_notification_marks_it_read_everywhere_and_highlights_the_targ
 
 
 def test_no_page_scrolls_sideways_on_a_phone(live_url, people):
-    from chat.services import chat_message_post, room_create
+    from chat.services import chat_message_post, room_get_or_create
     from inform.services import send_inform
     from mblog.services import post_create, reply_create
 
@@ -78,7 +78,7 @@ def test_no_page_scrolls_sideways_on_a_phone(live_url, people):
     long_word = "https://example.com/" + "a-very-long-unbroken-path" * 6
     post = post_create(author=bob, title="A title " + "x" * 120, body=f"See {long_word} @alice")
     reply_create(author=alice, post=post, body=long_word)
-    room = room_create(name="lobby", by=alice)
+    room = room_get_or_create(name="lobby", by=alice)
     chat_message_post(room=room, author=bob, text=long_word)
     send_inform(to=alice, verb="mention", actor=bob, text="bob mentioned you: " + long_word, url="/")
     phone = context(alice, viewport=PHONE)
@@ -106,10 +106,10 @@ def test_no_page_scrolls_sideways_on_a_phone(live_url, people):
 def test_chat_history_and_live_messages_look_the_same_in_the_readers_time_zone(live_url, people):
     from zoneinfo import ZoneInfo
 
-    from chat.services import chat_message_post, room_create
+    from chat.services import chat_message_post, room_get_or_create
 
     alice, bob, context = people
-    room = room_create(name="lobby", by=alice)
+    room = room_get_or_create(name="lobby", by=alice)
     old = [chat_message_post(room=room, author=a, text=t) for a, t in ((alice, "from history"), (bob, "me too"))]
     shape = """li => [li.className, li.getBoundingClientRect().height,
                      Array.from(li.children).map(c => c.tagName + '.' + c.className).join(' ')]"""
@@ -323,10 +323,10 @@ def test_toasts_show_who_fit_three_lines_and_close(live_url, people):
 @pytest.mark.parametrize("viewport", [None, PHONE], ids=["desktop", "phone"])
 def test_chat_queues_messages_while_offline_and_sends_them_on_reconnect(live_url, people, viewport):
     from chat.models import Message
-    from chat.services import room_create
+    from chat.services import room_get_or_create
 
     alice, bob, context = people
-    room_create(name="lobby", by=alice)
+    room_get_or_create(name="lobby", by=alice)
     a_ctx = context(alice, **({"viewport": viewport} if viewport else {}))
     a = a_ctx.new_page()
     b = context(bob).new_page()

@@ -42,9 +42,9 @@
   let bannerTimer = null;
   function showOfflineBanner(offline) {
     if (!banner || document.getElementById("chat-offline")) return;
-    clearTimeout(bannerTimer);
-    if (!offline) { banner.hidden = true; return; }
-    bannerTimer = setTimeout(() => { banner.hidden = false; }, 1500);
+    if (!offline) { clearTimeout(bannerTimer); bannerTimer = null; banner.hidden = true; return; }
+    // Failed retries come faster than that moment: they must not keep postponing it.
+    if (bannerTimer === null && banner.hidden) bannerTimer = setTimeout(() => { bannerTimer = null; banner.hidden = false; }, 1500);
   }
   if (banner) banner.querySelector("button").addEventListener("click", () => wake());
 
