@@ -387,3 +387,26 @@ def test_the_header_says_nothing_about_live_updates_without_javascript(live_url,
     page.goto(live_url + "/")
     expect(page.locator("#live-status")).to_be_hidden()
     expect(page.locator("#offline-banner")).to_be_hidden()
+
+
+def test_signup_errors_are_styled_and_the_rate_limit_speaks_plainly(live_url, people):
+    from chat.services import room_get_or_create
+
+    alice, bob, context = people
+    page = context(None, viewport=PHONE).new_page()
+    page.goto(live_url + "/accounts/signup/")
+    page.fill("#id_username", "newbie")
+    page.fill("#id_password1", "a-Long-pass-9876")
+    page.fill("#id_password2", "something else")
+    page.click("main button[type=submit]")
+    expect(page.locator(".errorlist").first).to_have_css("color", "rgb(207, 34, 46)")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+    room_get_or_create(name="lobby", by=alice)
+    chat = context(alice).new_page()
+    chat.goto(live_url + "/chat/lobby/")
+    expect(chat.locator("#chat-status")).to_have_text("live")
+    chat.evaluate("""() => { for (let i = 0; i < 40; i++)
+        window.mblogChat.socket.send(JSON.stringify({type: "message", text: "flood " + i})); }""")
+    expect(chat.locator("#chat-error")).to_contain_text("faster than the room allows")
+    assert "frames" not in chat.locator("#chat-error").inner_text()

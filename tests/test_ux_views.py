@@ -134,3 +134,21 @@ def test_list_items_show_who_and_what(as_alice, alice, bob):
     assert '<span class="avatar hue-' in html and ">B</span>" in html
     assert 'class="verb verb-follow"' in html and 'class="verb verb-site_update"' in html
     assert '<span class="avatar hue-site" aria-hidden="true">m</span>' in html
+
+
+# --- item 12: smaller things ---------------------------------------------------------------
+
+
+def test_signup_says_welcome_and_shows_errors_beside_the_fields(client):
+    r = client.post("/accounts/signup/", {"username": "newbie", "password1": "a-Long-pass-9876", "password2": "a-Long-pass-9876"},
+                    follow=True)
+    assert r.status_code == 200 and "Welcome to mblog, newbie!" in r.content.decode()
+    client.logout()
+    r = client.post("/accounts/signup/", {"username": "other", "password1": "a-Long-pass-9876", "password2": "nope"})
+    assert r.status_code == 200 and 'class="errorlist' in r.content.decode()
+
+
+def test_feed_names_site_updates_as_the_live_feed_does(client):
+    send_inform(everyone=True, verb="site_update", text="contest soon")
+    html = client.get("/").content.decode()
+    assert '<span class="event">site update</span>' in html

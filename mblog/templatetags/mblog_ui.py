@@ -19,6 +19,12 @@ def avatar_hue(name: str | None) -> int:
 
 
 @register.filter
+def spaced(code: str) -> str:
+    """site_update -> "site update", as inform.js writes it live."""
+    return (code or "").replace("_", " ")
+
+
+@register.filter
 def initial(name: str | None) -> str:
     return (name or "·")[:1].upper()
 

@@ -167,6 +167,31 @@
     showError.timer = setTimeout(() => { errorBox.hidden = true; }, 5000);
   }
 
+  // Error frames in words a person uses (the server's detail is for developers).
+  function friendly(f) {
+    if (f.code === "rate_limited") {
+      const wait = /wait (.+)$/.exec(f.detail || "");
+      return wait ? `You're sending messages faster than the room allows. Please wait ${wait[1]}.`
+                  : "You're sending messages faster than the room allows. Please wait a moment.";
+    }
+    if (f.code === "too_large") return "That message is too long.";
+    return f.detail || "Something went wrong; please try again.";
+  }
+
+  // The server refused the oldest message in flight: say so beside it, offer to retry.
+  function failPending() {
+    const p = pending.find((q) => q.sent);
+    if (!p) return;
+    pending.splice(pending.indexOf(p), 1);
+    savePending();
+    p.li.classList.add("failed");
+    pendingState(p, "not sent");
+    const retry = el("button", "link chat-retry", "Retry");
+    retry.type = "button";
+    retry.addEventListener("click", () => { p.li.remove(); queueMessage(p.text); });
+    p.li.append(" ", retry);
+  }
+
   function handle(f) {
     switch (f.type) {
       case "history":
@@ -189,7 +214,7 @@
       case "presence":
         presence.replaceChildren(...f.users.map((u) => el("li", u === me ? "me" : "", u)));
         break;
-      case "error": showError(f.detail || f.code); break;
+      case "error": showError(friendly(f)); failPending(); break;
     }
   }
 
