@@ -86,3 +86,20 @@ def notifications_after(user, after: int, limit: int) -> list[Notification]:
 def last_id_before(user, when) -> int:
     """The newest id of the user's stream created before `when` (0 if none)."""
     return stream(user).filter(created__lt=when).aggregate(m=Max("id"))["m"] or 0
+
+
+def menu_items(user, limit: int = 8) -> list[Notification]:
+    """The header menu: the newest unread, then the newest read, at most limit in all;
+    each with `is_read` set (two queries)."""
+    rows = stream_with_read_state(user)
+    unread_q = Q(recipient__isnull=False, read_at__isnull=True) | Q(
+        recipient__isnull=True, id__gt=user.site_read_upto, site_receipt=False
+    )
+    unread = list(rows.filter(unread_q).order_by("-id")[:limit])
+    shown = {n.id for n in unread}
+    latest = [n for n in rows.order_by("-id")[:limit] if n.id not in shown]
+    for n in unread:
+        n.is_read = False
+    for n in latest:  # unread ones here only when `unread` is full already
+        n.is_read = is_read(user, n)
+    return (unread + [n for n in latest if n.is_read])[:limit]

@@ -3,8 +3,8 @@ from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpResponseRedirect, JsonResponse
-from django.shortcuts import render
+from django.http import Http404, HttpResponseRedirect, JsonResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
@@ -43,6 +43,21 @@ def notification_list(request):
 
 
 @login_required
+@require_GET
+def open_notification(request, pk):
+    """Where every notification link points (list, toast, menu): mark it read, which
+    tells every tab of the user, then go to what it is about."""
+    n = selectors.stream(request.user).filter(pk=pk).only("id", "url", "recipient_id").first()
+    if n is None:
+        raise Http404("no such notification")
+    services.notifications_mark_read(request.user, [n.id])
+    target = n.url
+    if not target or not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        target = reverse("inform_list")
+    return redirect(target)
+
+
+@login_required
 @require_POST
 def mark_read_form(request):
     """The no-JavaScript path of the list page's buttons."""
@@ -76,6 +91,36 @@ def api_notifications(request):
         return _bad_request(f"after must be >= 0 and limit between 1 and {MAX_LIMIT}")
     items = selectors.notifications_after(request.user, after, limit)
     return JsonResponse({"notifications": [frames.inform_frame(n) for n in items]})
+
+
+@require_GET
+@api_login_required
+def api_read_state(request):
+    """?ids=1,2,3 → which of them are read, and the unread count: how an open list or
+    menu brings its items up to date after an `unread` frame (read in another tab)."""
+    try:
+        ids = [int(i) for i in request.GET.get("ids", "").split(",") if i]
+    except ValueError:
+        return _bad_request("ids is a comma-separated list of integers")
+    if len(ids) > MAX_LIMIT:
+        return _bad_request(f"at most {MAX_LIMIT} ids")
+    user = request.user
+    rows = selectors.stream_with_read_state(user).filter(id__in=ids) if ids else []
+    return JsonResponse(
+        {"read": sorted(n.id for n in rows if selectors.is_read(user, n)), "unread": selectors.unread_count(user)}
+    )
+
+
+@require_GET
+@api_login_required
+def api_menu(request):
+    """The header menu's items: newest unread first, then newest read."""
+    user = request.user
+    items = [
+        {**frames.inform_frame(n), "read": n.is_read, "open": reverse("inform_open", args=[n.id])}
+        for n in selectors.menu_items(user)
+    ]
+    return JsonResponse({"items": items, "unread": selectors.unread_count(user)})
 
 
 @require_GET

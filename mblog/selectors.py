@@ -3,7 +3,8 @@ from datetime import datetime
 
 from inform.models import Notification
 
-from .models import Post, Reply
+from .models import Post, Reply, User
+from .services import MENTION, excerpt
 
 
 @dataclass
@@ -24,10 +25,16 @@ def activity_feed(limit: int = 30) -> list[FeedItem]:
     updates = Notification.objects.filter(recipient__isnull=True).select_related("actor").order_by("-id")[:limit]
     items = [FeedItem("post", p.author.username, p.title, p.get_absolute_url(), p.created) for p in posts]
     items += [
-        FeedItem("reply", r.author.username, f"on “{r.post.title}”: {r.body[:120]}", r.get_absolute_url(), r.created)
+        FeedItem("reply", r.author.username, f"on “{r.post.title}”: {excerpt(r.body)}", r.get_absolute_url(), r.created)
         for r in replies
     ]
     items += [
         FeedItem("site_update", n.actor.username if n.actor_id else None, n.text, n.url, n.created) for n in updates
     ]
     return sorted(items, key=lambda i: i.created, reverse=True)[:limit]
+
+
+def mentioned_names(post: Post, replies: list[Reply]) -> set[str]:
+    """The @names in a post and its replies that are people here (one query)."""
+    names = {m.group(1).rstrip(".") for text in [post.body, *(r.body for r in replies)] for m in MENTION.finditer(text)}
+    return set(User.objects.filter(username__in=names).values_list("username", flat=True)) if names else set()

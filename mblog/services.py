@@ -14,6 +14,19 @@ from .errors import ApplicationError
 from .models import Follow, Post, Reply, User
 
 MENTION = re.compile(r"(?<![\w@])@([\w.+-]{1,150})")
+EXCERPT = 120
+
+
+def excerpt(text: str, limit: int = EXCERPT) -> str:
+    """One line of at most `limit` characters, cut at a word boundary with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,.;:-") + "…"
 
 
 def post_create(*, author: User, title: str, body: str) -> Post:
@@ -58,21 +71,28 @@ def announce_follow(follow: Follow) -> None:
 def announce_post(post: Post) -> None:
     author = post.author
     push.notify_feed(event="post", actor=author.username, text=post.title, url=post.get_absolute_url(), created=post.created)
-    _announce_mentions(author, post.body, post.get_absolute_url(), exclude=set())
+    _announce_mentions(author, post.body, post.get_absolute_url(), post.title, exclude=set())
 
 
 def announce_reply(reply: Reply) -> None:
     author, url = reply.author, reply.get_absolute_url()
     target = reply.parent.author if reply.parent_id else reply.post.author
     if target.pk != author.pk:
-        send_inform(to=target, verb=Verb.REPLY, actor=author, text=f"{author.username} replied: {reply.body[:120]}", url=url)
+        send_inform(
+            to=target, verb=Verb.REPLY, actor=author,
+            text=f"{author.username} replied to “{reply.post.title}”: {excerpt(reply.body)}", url=url,
+        )
     push.notify_feed(
-        event="reply", actor=author.username, text=f"on “{reply.post.title}”: {reply.body[:120]}", url=url, created=reply.created
+        event="reply", actor=author.username, text=f"on “{reply.post.title}”: {excerpt(reply.body)}", url=url,
+        created=reply.created,
     )
-    _announce_mentions(author, reply.body, url, exclude={target.pk})
+    _announce_mentions(author, reply.body, url, reply.post.title, exclude={target.pk})
 
 
-def _announce_mentions(author: User, text: str, url: str, *, exclude: set[int]) -> None:
+def _announce_mentions(author: User, text: str, url: str, title: str, *, exclude: set[int]) -> None:
     users = [u for u in mentioned_users(text) if u.pk not in exclude and u.pk != author.pk]
     if users:
-        send_inform(to=users, verb=Verb.MENTION, actor=author, text=f"{author.username} mentioned you: {text[:120]}", url=url)
+        send_inform(
+            to=users, verb=Verb.MENTION, actor=author,
+            text=f"{author.username} mentioned you in “{title}”: {excerpt(text)}", url=url,
+        )

@@ -1,3 +1,4 @@
+from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -63,6 +64,11 @@ def signup(request):
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user)
+        flash.success(
+            request,
+            f"Welcome to mblog, {user.username}! Write a post, follow people from their profiles, or say hi in the chat. "
+            "Replies, mentions and follows reach you live under the bell.",
+        )
         return redirect("home")
     return render(request, "registration/signup.html", {"form": form})
 
@@ -117,7 +123,11 @@ def post_detail(request, pk):
             reply = services.reply_create(author=request.user, post=post, parent=parent, body=form.cleaned_data["body"])
             return redirect(reply.get_absolute_url())
     replies = list(post.replies.select_related("author"))
-    return render(request, "mblog/post_detail.html", {"post": post, "replies": replies, "form": form})
+    return render(
+        request,
+        "mblog/post_detail.html",
+        {"post": post, "replies": replies, "form": form, "known_names": selectors.mentioned_names(post, replies)},
+    )
 
 
 def healthz(request):

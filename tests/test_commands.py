@@ -164,11 +164,14 @@ def test_seed_demo_is_idempotent_and_demo_users_can_log_in():
     assert "alice, bob, carol" in out
     first = counts()
     users, posts, replies, follows, notes = first
-    assert (users, posts, replies, follows) == (3, 3, 2, 3) and notes > 0
+    assert (users, posts, replies, follows) == (4, 3, 2, 3) and notes > 0
     run("seed_demo")
     assert counts() == first
-    for name in ("alice", "bob", "carol"):
+    for name in ("alice", "bob", "carol", "admin"):
         assert authenticate(username=name, password="demo-pass-123") is not None
+    staff = Client()
+    assert staff.login(username="admin", password="demo-pass-123")
+    assert staff.get("/admin/inform/siteupdate/").status_code == 200  # README: how to get into the admin
     c = Client()
     assert c.login(username="alice", password="demo-pass-123")
     assert c.get("/inform/").status_code == 200
@@ -185,3 +188,41 @@ def test_seed_demo_keeps_a_changed_password(make_user):
     alice.save()
     run("seed_demo")
     assert authenticate(username="alice", password="my-own-pass-987") is not None
+
+
+# --- bin/manage and bin/serve, as README shows them ------------------------------------
+
+
+def test_bin_manage_runs_readme_commands_as_written_from_any_directory(tmp_path):
+    """No venv activated, no secret key, another working directory: like a newcomer."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY", "DJANGO_DEBUG", "VIRTUAL_ENV")}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    env["PATH"] = "/usr/bin:/bin"
+
+    def bin_manage(*args):
+        return subprocess.run([str(ROOT / "bin" / "manage"), *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    for args in (("migrate", "-v0"), ("seed_demo",),
+                 ("send_inform", "--to", "bob", "--to", "carol", "--verb", "mention", "--text", "hello", "--url", "/posts/1/"),
+                 ("send_inform", "--all", "--verb", "site_update", "--text", "Maintenance at 22:00 UTC")):
+        done = bin_manage(*args)
+        assert done.returncode == 0, (args, done.stderr)
+    bad = bin_manage("send_inform", "--to", "ghost", "--verb", "mention", "--text", "x")
+    assert bad.returncode != 0 and "unknown user(s): ghost" in bad.stderr
+
+
+def test_bin_serve_says_when_the_port_is_busy_and_how_to_pick_another(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "PORT": str(port), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+        done = subprocess.run([str(ROOT / "bin" / "serve")], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=120)
+    assert done.returncode != 0
+    assert f"port {port} on 127.0.0.1 is already in use" in done.stderr
+    assert f"PORT={port + 1} bin/serve" in done.stderr
+    assert "serving on" not in done.stdout

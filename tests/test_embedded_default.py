@@ -69,9 +69,9 @@ def test_serve_command_runs_the_site_on_sqlite_and_the_in_process_layer(embedded
     assert json.loads(urllib.request.urlopen(base + "/healthz").read())["status"] == "ok"
     assert "serves ONE server process only" in log_path.read_text()
 
-    alice, bob = Browser(base), Browser(base)
+    alice, admin = Browser(base), Browser(base)
     alice.login("alice", "demo-pass-123")  # seed_demo ran
-    bob.login("bob", "demo-pass-123")
+    admin.login("admin", "demo-pass-123")
     home = alice.get("/")
     assert "Two pointers, explained with pictures" in home
     badge = re.search(r'id="inform-badge"[^>]*>(\d*)<', home).group(1)
@@ -80,10 +80,9 @@ def test_serve_command_runs_the_site_on_sqlite_and_the_in_process_layer(embedded
         base.replace("http", "ws") + "/ws/inform/", cookie=f"sessionid={alice.cookie('sessionid')}", origin=base
     )
     ws.settimeout(10)
-    # bob follows alice already (seed_demo); toggle off and on again.
-    bob.post("/u/alice/follow/", {})
-    bob.post("/u/alice/follow/", {})
+    # The demo staff account follows nobody yet (seed_demo).
+    admin.post("/u/alice/follow/", {})
     frame = json.loads(ws.recv())
-    assert (frame["type"], frame["verb"], frame["actor"]) == ("inform", "follow", "bob")
+    assert (frame["type"], frame["verb"], frame["actor"]) == ("inform", "follow", "admin")
     assert frame["unread"] == int(badge or 0) + 1
     ws.close()

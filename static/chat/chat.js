@@ -22,6 +22,9 @@
   let socket = null;
   let attempt = 0;
   let loadingOlder = false;
+  let retryTimer = null;
+  const me = root.dataset.user;
+  const offlineBanner = document.getElementById("chat-offline");
 
   log.querySelectorAll(".chat-msg").forEach((li) => seen.add(Number(li.dataset.id)));
   const olderLink = document.getElementById("chat-older");
@@ -46,13 +49,25 @@
     return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
   }
 
+  // The server sends ISO times; every message, from the page or live, is shown in the
+  // reader's locale and time zone by this one function (the date too when not today).
+  const timeOnly = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+  const dateTime = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  const fullDate = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "long" });
+  function showTime(node) {
+    const when = new Date(node.dateTime);
+    if (Number.isNaN(when.getTime())) return;
+    const today = when.toDateString() === new Date().toDateString();
+    node.textContent = (today ? timeOnly : dateTime).format(when);
+    node.title = fullDate.format(when);
+  }
+
   function render(m) {
     const li = el("li", "chat-msg");
     li.dataset.id = String(m.id);
-    const when = new Date(m.created);
-    const time = el("time", "", when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+    const time = el("time");
     time.dateTime = m.created;
-    time.title = when.toLocaleString();
+    showTime(time);
     li.append(el("span", "chat-user", m.user), " ", time, " ", el("span", "chat-text", m.text));
     if (m.user === root.dataset.user) li.classList.add("mine");
     return li;
@@ -60,6 +75,7 @@
 
   // Insert in id order, so every reader sees the same order whatever the arrival order.
   function add(m) {
+    if (m.user === me) confirmPending(m.text, m.id);
     if (seen.has(m.id)) return false;
     seen.add(m.id);
     const stick = nearBottom() || m.user === root.dataset.user;
@@ -68,8 +84,80 @@
     let i = items.length;
     while (i > 0 && Number(items[i - 1].dataset.id) > m.id) i -= 1;
     log.insertBefore(li, items[i] || null);
+    const firstPending = log.querySelector(".chat-msg.pending");
+    if (firstPending && li.compareDocumentPosition(firstPending) & Node.DOCUMENT_POSITION_PRECEDING) {
+      log.insertBefore(li, firstPending); // what waits to be sent stays last
+    }
     if (stick) scroller.scrollTop = scroller.scrollHeight;
     return true;
+  }
+
+  // --- messages written while offline: shown at once, sent when the socket is back ------
+
+  const QUEUE = "chat.queue." + room;
+  const pending = []; // {text, li, sent, after: the newest id when it was written}
+
+  function savePending() {
+    try { sessionStorage.setItem(QUEUE, JSON.stringify(pending.map((p) => p.text))); } catch (e) { /* full */ }
+  }
+
+  function pendingState(p, text) {
+    p.li.querySelector(".chat-state").textContent = text;
+  }
+
+  function queueMessage(text) {
+    const li = render({ id: 0, user: me, text, created: new Date().toISOString() });
+    li.classList.add("pending");
+    li.removeAttribute("data-id");
+    li.append(" ", el("span", "chat-state"));
+    log.append(li);
+    const p = { text, li, sent: false, after: lastId };
+    pending.push(p);
+    pendingState(p, "waiting to send");
+    savePending();
+    scroller.scrollTop = scroller.scrollHeight;
+    flush();
+  }
+
+  function flush() {
+    if (!socket || socket.readyState !== WebSocket.OPEN || !socket.joined) return;
+    pending.filter((p) => !p.sent).forEach((p) => {
+      socket.send(JSON.stringify({ type: "message", text: p.text }));
+      p.sent = true;
+      pendingState(p, "sending…");
+    });
+  }
+
+  // The server echoes every message to its sender too: that echo is the receipt.
+  function confirmPending(text, id) {
+    const i = pending.findIndex((p) => p.text === text && id > p.after);
+    if (i < 0) return;
+    pending[i].li.remove();
+    pending.splice(i, 1);
+    savePending();
+  }
+
+  function showOffline(offline) {
+    if (offlineBanner) offlineBanner.hidden = !offline;
+    presence.classList.toggle("stale", offline);
+    presence.setAttribute("aria-description", offline ? "last known, while offline" : "");
+    // Sent but not echoed: the server may not have it. The history sent on reconnect
+    // confirms what it does have; the rest goes again.
+    pending.forEach((p) => { if (offline) { p.sent = false; pendingState(p, "waiting to send"); } });
+  }
+
+  // Back from sleep or a dropped network: don't wait for the backoff timer.
+  function wake() {
+    if (root.dataset.paged === "1" || socket) return;
+    clearTimeout(retryTimer);
+    attempt = 0;
+    connect();
+  }
+  window.addEventListener("online", wake);
+  document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") wake(); });
+  if (offlineBanner) {
+    const retry = offlineBanner.querySelector("button");
+    if (retry) retry.addEventListener("click", wake);
   }
 
   function showError(text) {
@@ -79,15 +167,42 @@
     showError.timer = setTimeout(() => { errorBox.hidden = true; }, 5000);
   }
 
+  // Error frames in words a person uses (the server's detail is for developers).
+  function friendly(f) {
+    if (f.code === "rate_limited") {
+      const wait = /wait (.+)$/.exec(f.detail || "");
+      return wait ? `You're sending messages faster than the room allows. Please wait ${wait[1]}.`
+                  : "You're sending messages faster than the room allows. Please wait a moment.";
+    }
+    if (f.code === "too_large") return "That message is too long.";
+    return f.detail || "Something went wrong; please try again.";
+  }
+
+  // The server refused the oldest message in flight: say so beside it, offer to retry.
+  function failPending() {
+    const p = pending.find((q) => q.sent);
+    if (!p) return;
+    pending.splice(pending.indexOf(p), 1);
+    savePending();
+    p.li.classList.add("failed");
+    pendingState(p, "not sent");
+    const retry = el("button", "link chat-retry", "Retry");
+    retry.type = "button";
+    retry.addEventListener("click", () => { p.li.remove(); queueMessage(p.text); });
+    p.li.append(" ", retry);
+  }
+
   function handle(f) {
     switch (f.type) {
       case "history":
-        if (f.reset) { log.replaceChildren(); seen.clear(); }
+        if (f.reset) { log.querySelectorAll(".chat-msg:not(.pending)").forEach((li) => li.remove()); seen.clear(); }
         f.messages.forEach(add);
         if (typeof f.cursor === "number") lastId = f.cursor;
         // Older messages than these exist: scrolling up loads them over HTTP.
         if (f.more && olderLink) olderLink.hidden = false;
         scroller.scrollTop = scroller.scrollHeight;
+        if (socket) socket.joined = true;
+        flush();
         break;
       // The resume point moves only with the server's word: a live message may have
       // overtaken one that was lost on the way.
@@ -99,9 +214,9 @@
         break;
       }
       case "presence":
-        presence.replaceChildren(...f.users.map((u) => el("li", "", u)));
+        presence.replaceChildren(...f.users.map((u) => el("li", u === me ? "me" : "", u)));
         break;
-      case "error": showError(f.detail || f.code); break;
+      case "error": showError(friendly(f)); failPending(); break;
     }
   }
 
@@ -109,7 +224,7 @@
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const url = `${scheme}${location.host}/ws/chat/${encodeURIComponent(room)}/?after=${lastId}`;
     socket = new WebSocket(url);
-    socket.onopen = () => { attempt = 0; setStatus("live"); };
+    socket.onopen = () => { attempt = 0; setStatus("live"); showOffline(false); };
     socket.onmessage = (ev) => {
       let frame;
       try { frame = JSON.parse(ev.data); } catch (e) { return; }
@@ -118,21 +233,24 @@
     socket.onclose = (ev) => {
       socket = null;
       setStatus("offline");
+      showOffline(true);
       if (ev.code === 4401 || ev.code === 4001) { showError("Sign in to chat."); return; }
       if (ev.code === 4404) { showError("No such room."); return; }
       // Exponential backoff with full jitter: up to 0.5 s, 1 s, 2 s … capped at 30 s.
       const ceiling = Math.min(30000, 500 * 2 ** attempt);
       attempt += 1;
-      setTimeout(connect, Math.random() * ceiling + 250);
+      retryTimer = setTimeout(connect, Math.random() * ceiling + 250);
     };
   }
 
+  // Live, every message goes through the queue: a dropped connection never turns Enter
+  // into a failed page load. Paging through old messages, the plain form post stays.
   form.addEventListener("submit", (ev) => {
-    if (!socket || socket.readyState !== WebSocket.OPEN) return; // the plain form post still works
+    if (root.dataset.paged === "1") return;
     ev.preventDefault();
     const text = input.value.trim();
     if (!text) return;
-    socket.send(JSON.stringify({ type: "message", text }));
+    queueMessage(text);
     input.value = "";
     input.focus();
   });
@@ -167,6 +285,8 @@
     scroller.addEventListener("scroll", () => { if (scroller.scrollTop < 40) loadOlder(); });
   }
 
+  log.querySelectorAll(".chat-msg time").forEach(showTime);
+  try { JSON.parse(sessionStorage.getItem(QUEUE) || "[]").forEach(queueMessage); } catch (e) { /* none */ }
   window.mblogChat = { seen, get lastId() { return lastId; }, get socket() { return socket; }, loadOlder };
   scroller.scrollTop = scroller.scrollHeight;
   if (root.dataset.paged !== "1") connect();

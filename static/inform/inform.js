@@ -28,11 +28,25 @@
     if (!badge) return;
     badge.textContent = unread ? String(unread) : "";
     badge.hidden = unread === 0;
+    showCountInTitle();
   }
 
   function setStatus(text) {
-    if (status) { status.textContent = text; status.dataset.state = text; }
+    if (status) { status.textContent = text; status.dataset.state = text; status.hidden = false; }
+    showOfflineBanner(text !== "live");
   }
+
+  // A clear banner once the live connection has been gone a moment (a quick reconnect
+  // shows nothing); chat pages have their own. "Retry now" reconnects at once.
+  const banner = document.getElementById("offline-banner");
+  let bannerTimer = null;
+  function showOfflineBanner(offline) {
+    if (!banner || document.getElementById("chat-offline")) return;
+    if (!offline) { clearTimeout(bannerTimer); bannerTimer = null; banner.hidden = true; return; }
+    // Failed retries come faster than that moment: they must not keep postponing it.
+    if (bannerTimer === null && banner.hidden) bannerTimer = setTimeout(() => { bannerTimer = null; banner.hidden = false; }, 1500);
+  }
+  if (banner) banner.querySelector("button").addEventListener("click", () => wake());
 
   function setCursor(c) {
     if (c > cursor) { cursor = c; sessionStorage.setItem(STORE, String(c)); }
@@ -53,25 +67,50 @@
     return /^https?:\/\/[^/]/i.test(url) ? url : null;
   }
 
-  function toast(text, url) {
+  function toast(text, url, f) {
     if (!toasts) return;
-    const t = el("a", "toast", text);
-    t.href = safeHref(url) || "/inform/";
+    const t = el("div", "toast");
+    if (f) t.append(avatar(f.actor));
+    const a = el("a", "toast-link", text);
+    a.href = safeHref(url) || "/inform/";
+    const close = el("button", "toast-close", "×");
+    close.type = "button";
+    close.setAttribute("aria-label", "Dismiss");
+    close.addEventListener("click", () => t.remove());
+    t.append(a, close);
     toasts.prepend(t);
     while (toasts.children.length > MAX_TOASTS) toasts.lastChild.remove();
-    setTimeout(() => t.remove(), 8000);
+    // Stays while the pointer or the keyboard is on it.
+    let timer = setTimeout(() => t.remove(), 8000);
+    const hold = () => clearTimeout(timer);
+    const release = () => { clearTimeout(timer); timer = setTimeout(() => t.remove(), 4000); };
+    t.addEventListener("mouseenter", hold);
+    t.addEventListener("focusin", hold);
+    t.addEventListener("mouseleave", release);
+    t.addEventListener("focusout", release);
+  }
+
+  // The same initial-in-a-circle the pages render (templatetags/mblog_ui.py: avatar_hue).
+  function avatar(name) {
+    if (!name) return el("span", "avatar hue-site", "m");
+    const hue = Array.from(name).reduce((sum, c) => sum + c.codePointAt(0), 0) % 8;
+    const a = el("span", "avatar hue-" + hue, Array.from(name)[0].toUpperCase());
+    a.setAttribute("aria-hidden", "true");
+    return a;
   }
 
   function addToList(f) {
-    if (!list || document.querySelector(`.inform-item[data-id="${f.id}"]`)) return;
+    if (!list || list.querySelector(`.inform-item[data-id="${f.id}"]`)) return;
     const empty = list.querySelector(".empty");
     if (empty) empty.remove();
     const li = el("li", "inform-item unread");
     li.dataset.id = f.id;
-    li.append(el("span", "verb", f.verb.replace("_", " ")), " ");
+    li.append(avatar(f.actor), " ", el("span", "verb verb-" + f.verb, f.verb.replace("_", " ")), " ");
     const a = el("a", "", f.text);
-    a.href = safeHref(f.url) || "#";
+    a.href = openUrl(f);
     li.append(a, " ", el("time", "", "just now"));
+    const form = markReadForm(f.id);
+    if (form) li.append(" ", form);
     // Newest first: insert above the first item with a smaller id.
     const after = Array.from(list.children).find((c) => Number(c.dataset.id) < f.id);
     list.insertBefore(li, after || null);
@@ -101,13 +140,262 @@
     if (f.verb === "site_update" && feed) addToFeed({ event: "site_update", actor: f.actor, text: f.text, url: f.url });
     if (typeof f.unread === "number") setUnread(f.unread);
     else setUnread(unread + 1); // a sync ends with an absolute "unread" frame
-    toast(f.text, f.url);
+    addToMenu(f);
+    toast(f.text, openUrl(f), f);
+    desktopNotify(f);
+  }
+
+  // --- read state of the items on this page (list, menu) -----------------------------
+
+  // Every notification link opens through the server, which marks it read for all tabs.
+  function openUrl(f) {
+    return "/inform/" + Number(f.id) + "/open/";
+  }
+
+  function markItemRead(li) {
+    li.classList.remove("unread");
+    li.classList.add("read");
+    const f = li.querySelector(".mark-read-form, .menu-mark-read");
+    if (f) f.remove();
+  }
+
+  // The same plain form the server renders beside an unread item (it posts without a socket).
+  function markReadForm(id) {
+    const token = document.querySelector("#mark-all-form [name=csrfmiddlewaretoken]");
+    if (!token) return null;
+    const form = el("form", "inline mark-read-form");
+    form.method = "post";
+    form.action = "/inform/read/";
+    const field = (name, value) => { const i = el("input"); i.type = "hidden"; i.name = name; i.value = value; return i; };
+    const button = el("button", "link mark-read", "Mark read");
+    button.type = "submit";
+    form.append(field("csrfmiddlewaretoken", token.value), field("id", String(id)),
+                field("next", location.pathname + location.search), button);
+    return form;
+  }
+
+  // An `unread` frame says something was read, not what: ask which shown items are.
+  let readStateBusy = false;
+  let readStateAgain = false;
+  async function refreshReadState() {
+    const shown = Array.from(document.querySelectorAll(".inform-item.unread[data-id]"));
+    if (!shown.length) return;
+    if (unread === 0) { shown.forEach(markItemRead); return; }
+    if (readStateBusy) { readStateAgain = true; return; }
+    readStateBusy = true;
+    try {
+      const ids = Array.from(new Set(shown.map((li) => li.dataset.id))).slice(0, 200);
+      const res = await fetch("/inform/api/read-state/?ids=" + ids.join(","), { credentials: "same-origin" });
+      if (res.ok) {
+        const read = new Set((await res.json()).read.map(String));
+        shown.forEach((li) => { if (read.has(li.dataset.id)) markItemRead(li); });
+      }
+    } catch (e) { /* the next unread frame tries again */ }
+    readStateBusy = false;
+    if (readStateAgain) { readStateAgain = false; refreshReadState(); }
+  }
+
+  // --- the tab title and desktop notifications ----------------------------------------
+
+  const baseTitle = document.title.replace(/^\(\d+\) /, ""); // the server renders the count too
+  function showCountInTitle() {
+    document.title = signedIn && unread ? `(${unread}) ${baseTitle}` : baseTitle;
+  }
+
+  // Desktop notifications: only after the person turns them on here, and only when no
+  // tab of the site is visible (visible tabs show a toast). Each visible tab keeps a
+  // fresh stamp in localStorage; of the hidden tabs that get the frame, the one that
+  // takes the lock first shows it, once.
+  const DESKTOP = "inform.desktop";
+  const tabId = Math.random().toString(36).slice(2);
+  const canNotify = "Notification" in window;
+
+  function stampVisibility() {
+    try {
+      if (document.visibilityState === "visible") localStorage.setItem("inform.visible." + tabId, String(Date.now()));
+      else localStorage.removeItem("inform.visible." + tabId);
+    } catch (e) { /* storage disabled: every tab counts as alone */ }
+  }
+
+  function someTabVisible() {
+    if (document.visibilityState === "visible") return true;
+    const now = Date.now();
+    for (let i = 0; i < localStorage.length; i++) {
+      const key = localStorage.key(i);
+      if (key && key.startsWith("inform.visible.") && now - Number(localStorage.getItem(key)) < 45000) return true;
+    }
+    return false;
+  }
+
+  function desktopOn() {
+    return canNotify && Notification.permission === "granted" && localStorage.getItem(DESKTOP) === "1";
+  }
+
+  function desktopNotify(f) {
+    if (!signedIn || !desktopOn() || someTabVisible()) return;
+    const show = () => {
+      if (Number(localStorage.getItem("inform.desktop.last") || 0) >= f.id) return;
+      localStorage.setItem("inform.desktop.last", String(f.id));
+      const n = new Notification("mblog", { body: f.text, tag: "inform-" + f.id });
+      n.onclick = () => { window.focus(); location.href = openUrl(f); n.close(); };
+    };
+    if (navigator.locks) navigator.locks.request("inform.desktop", show);
+    else show();
+  }
+
+  function showDesktopChoice() {
+    const button = document.getElementById("desktop-optin");
+    if (!button) return;
+    const note = document.getElementById("desktop-note");
+    button.hidden = !canNotify;
+    if (!canNotify) return;
+    const denied = Notification.permission === "denied";
+    button.textContent = desktopOn() ? "Turn off desktop notifications" : "Turn on desktop notifications";
+    button.setAttribute("aria-pressed", desktopOn() ? "true" : "false");
+    button.disabled = denied;
+    if (note) {
+      note.hidden = !denied && !desktopOn();
+      note.textContent = denied
+        ? "Desktop notifications are blocked for this site in your browser's settings."
+        : "On: you get a desktop notification when no mblog tab is in view.";
+    }
+  }
+
+  document.addEventListener("click", async (ev) => {
+    const button = ev.target.closest("#desktop-optin");
+    if (!button || !canNotify) return;
+    if (desktopOn()) localStorage.removeItem(DESKTOP);
+    else if ((await Notification.requestPermission()) === "granted") localStorage.setItem(DESKTOP, "1");
+    showDesktopChoice();
+  });
+
+  stampVisibility();
+  document.addEventListener("visibilitychange", stampVisibility);
+  window.addEventListener("pagehide", () => { try { localStorage.removeItem("inform.visible." + tabId); } catch (e) { /* gone */ } });
+  setInterval(stampVisibility, 20000);
+  showDesktopChoice();
+  showCountInTitle();
+
+  // --- the header menu: latest items, unread first, without leaving the page -----------
+
+  const menuButton = document.getElementById("inform-menu-button");
+  const menu = document.getElementById("inform-menu");
+  const menuItems = document.getElementById("inform-menu-items");
+
+  function menuEntry(f, read) {
+    const li = el("li", "inform-item menu-item " + (read ? "read" : "unread"));
+    li.dataset.id = f.id;
+    const a = el("a", "menu-open");
+    a.href = openUrl(f);
+    a.append(el("span", "verb verb-" + f.verb, f.verb.replace("_", " ")), " ", el("span", "menu-text", f.text));
+    li.append(avatar(f.actor), a);
+    if (!read) {
+      const b = el("button", "link menu-mark-read", "Mark read");
+      b.type = "button";
+      b.setAttribute("aria-label", "Mark read: " + f.text);
+      li.append(b);
+    }
+    return li;
+  }
+
+  function addToMenu(f) {
+    if (!menu || menu.hidden || menuItems.querySelector(`[data-id="${f.id}"]`)) return;
+    const empty = menuItems.querySelector(".empty");
+    if (empty) empty.remove();
+    menuItems.prepend(menuEntry(f, false));
+  }
+
+  async function fillMenu() {
+    menuItems.setAttribute("aria-busy", "true");
+    try {
+      const res = await fetch("/inform/api/menu/", { credentials: "same-origin" });
+      if (!res.ok) throw new Error("HTTP " + res.status);
+      const data = await res.json();
+      menuItems.replaceChildren(...data.items.map((f) => menuEntry(f, f.read)));
+      if (!data.items.length) menuItems.append(el("li", "empty", "No notifications yet."));
+      setUnread(data.unread);
+    } catch (e) {
+      menuItems.replaceChildren(el("li", "empty", "Could not load notifications."));
+    }
+    menuItems.removeAttribute("aria-busy");
+  }
+
+  function csrfToken() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
+  // Over the socket when it is open, else the JSON API: either way every tab hears of it.
+  async function markRead(body) {
+    if (send(body.all ? { type: "read_all" } : { type: "read", ids: body.ids })) return;
+    const res = await fetch("/inform/api/read/", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify(body),
+    });
+    if (res.ok) setUnread((await res.json()).unread);
+  }
+
+  async function openMenu() {
+    menu.hidden = false;
+    menuButton.setAttribute("aria-expanded", "true");
+    await fillMenu();
+    const first = menu.querySelector(".menu-open") || document.getElementById("inform-menu-all");
+    if (!menu.hidden && first) first.focus();
+  }
+
+  function closeMenu(focusButton) {
+    if (menu.hidden) return;
+    menu.hidden = true;
+    menuButton.setAttribute("aria-expanded", "false");
+    if (focusButton) menuButton.focus();
+  }
+
+  if (menuButton && menu) {
+    menuButton.setAttribute("role", "button");
+    menuButton.addEventListener("click", (ev) => {
+      ev.preventDefault();
+      if (menu.hidden) openMenu(); else closeMenu(false);
+    });
+    menuButton.addEventListener("keydown", (ev) => {
+      if (ev.key === " ") { ev.preventDefault(); menuButton.click(); }
+      if (ev.key === "ArrowDown" && menu.hidden) { ev.preventDefault(); openMenu(); }
+    });
+    menu.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape") { ev.preventDefault(); closeMenu(true); return; }
+      if (ev.key !== "ArrowDown" && ev.key !== "ArrowUp") return;
+      ev.preventDefault();
+      const links = Array.from(menu.querySelectorAll(".menu-open, #inform-menu-all"));
+      const i = links.indexOf(document.activeElement.closest("a"));
+      const next = ev.key === "ArrowDown" ? Math.min(links.length - 1, i + 1) : Math.max(0, i - 1);
+      if (links[next]) links[next].focus();
+    });
+    menu.addEventListener("click", (ev) => {
+      const one = ev.target.closest(".menu-mark-read");
+      if (one) {
+        const li = one.closest(".menu-item");
+        const link = li.querySelector(".menu-open");
+        markItemRead(li);
+        link.focus(); // the button is gone: keep the keyboard user in place
+        markRead({ ids: [Number(li.dataset.id)] });
+      } else if (ev.target.closest("#inform-menu-read-all")) {
+        document.querySelectorAll(".inform-item.unread").forEach(markItemRead);
+        markRead({ all: true });
+      }
+    });
+    document.addEventListener("click", (ev) => {
+      // (a Mark read button has left the document by now: that click was inside)
+      if (!menu.hidden && ev.target.isConnected && !ev.target.closest(".inform-menu-wrap")) closeMenu(false);
+    });
+    document.addEventListener("focusin", (ev) => {
+      if (!menu.hidden && !ev.target.closest(".inform-menu-wrap")) closeMenu(false);
+    });
   }
 
   function handle(frame) {
     switch (frame.type) {
       case "inform": onInform(frame); break;
-      case "unread": setUnread(frame.unread); break;
+      case "unread": setUnread(frame.unread); refreshReadState(); break;
       case "synced": setCursor(frame.cursor); break;
       case "reset": sessionStorage.removeItem(STORE); location.reload(); break;
       case "feed": addToFeed(frame); if (frame.event === "site_update") toast(frame.text, frame.url); break;
@@ -183,6 +471,6 @@
               120000 + Math.random() * 60000);
 
   if (list) list.querySelectorAll(".inform-item").forEach((li) => seen.add(Number(li.dataset.id)));
-  window.mblogInform = { send: send, get cursor() { return cursor; }, get unread() { return unread; } };
+  window.mblogInform = { send: send, get cursor() { return cursor; }, get unread() { return unread; }, get socket() { return socket; } };
   connect();
 })();

@@ -13,7 +13,10 @@ POSTS = [
 
 
 class Command(BaseCommand):
-    help = "Create demo users alice, bob and carol (password demo-pass-123) with posts, replies and follows. Idempotent."
+    help = (
+        "Create demo users alice, bob and carol and the staff account admin (password demo-pass-123), "
+        "with posts, replies and follows. Idempotent."
+    )
 
     @transaction.atomic
     def handle(self, *args, **options):
@@ -24,6 +27,13 @@ class Command(BaseCommand):
                 user.set_password(PASSWORD)
                 user.save()
             users[name] = user
+        # A way into /admin/ for whoever runs the demo; never a production command.
+        admin, created = User.objects.get_or_create(
+            username="admin", defaults={"email": "admin@example.com", "is_staff": True, "is_superuser": True}
+        )
+        if created:
+            admin.set_password(PASSWORD)
+            admin.save()
         for author, title, body in POSTS:
             post = Post.objects.filter(author=users[author], title=title).first()
             if post is None:
@@ -34,4 +44,4 @@ class Command(BaseCommand):
         for follower, followed in (("bob", "alice"), ("carol", "alice"), ("alice", "bob")):
             if not Follow.objects.filter(follower=users[follower], followed=users[followed]).exists():
                 follow_toggle(follower=users[follower], followed=users[followed])
-        self.stdout.write(f"demo data ready: alice, bob, carol (password {PASSWORD})")
+        self.stdout.write(f"demo data ready: alice, bob, carol and staff account admin (password {PASSWORD})")
