@@ -187,8 +187,10 @@ WHITENOISE_USE_FINDERS = True  # nginx serves /static/ in production; this keeps
 # Behind nginx (deploy/): trust its X-Forwarded-Proto for https detection.
 if env.bool("DJANGO_BEHIND_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+# Session and CSRF cookies travel over https only, unless this is a development server
+# (DJANGO_DEBUG=1) or DJANGO_SECURE_COOKIES=0 says the site is served over plain http
+# (the tests' local servers).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
 
 # WebSocket guard rails (inform.consumers, chat.consumers).
 WS_RATE_PER_SECOND = env.float("WS_RATE_PER_SECOND", default=10.0)

@@ -74,3 +74,31 @@ async def test_a_socket_to_a_missing_room_is_closed_with_4404(sockets, make_user
     await db(Room.objects.get_or_create)(name="lobby")
     ok = await sockets.open("/ws/chat/lobby/", user=alice)
     assert (await ok.recv())["type"] == "history"
+
+
+def deploy_check(**extra) -> set[str]:
+    import re
+    import secrets
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {
+        "PATH": "/usr/bin:/bin", "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DJANGO_ALLOWED_HOSTS": "mblog.example.com", "DATABASE_URL": "sqlite:////tmp/mblog-check.sqlite3", **extra,
+    }
+    r = subprocess.run([sys.executable, "manage.py", "check", "--deploy"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=60)
+    return set(re.findall(r"\((security\.W\d+)\)", r.stdout + r.stderr))
+
+
+def test_check_deploy_has_no_unexplained_warning():
+    from tests.conftest import ROOT
+
+    explained = (ROOT / "docs" / "security.md").read_text()
+    behind_proxy = deploy_check(DJANGO_BEHIND_PROXY="1", DJANGO_CSRF_TRUSTED_ORIGINS="https://mblog.example.com")
+    alone = deploy_check()
+    assert "security.W012" not in alone | behind_proxy and "security.W016" not in alone | behind_proxy
+    for code in alone | behind_proxy:
+        assert f"`{code}`" in explained, f"{code} from check --deploy is not explained in docs/security.md"
