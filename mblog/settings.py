@@ -60,6 +60,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "mblog.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -226,3 +227,5 @@ LOGGING = {
     },
 }
 CSRF_FAILURE_VIEW = "mblog.views.csrf_failure"
+# mblog.csp: a Content-Security-Policy header on every response (0 turns it off).
+CONTENT_SECURITY_POLICY = env.bool("DJANGO_CSP", default=True)
