@@ -14,7 +14,7 @@ reaches a server. OUT_DIR gets the same layout as deploy/templates/:
 
 Computed values: DAPHNE_UPSTREAMS (nginx server lines, one per process), DAPHNE_INSTANCES
 ("0 1 …"), and SECRET_KEY when left empty (a fresh random key). Defaults when absent:
-MAX_OPEN_FILES=65536, WS_CONN_PER_ADDRESS=256. Standard library only.
+MAX_OPEN_FILES=65536, WS_CONN_PER_ADDRESS=256, WS_MAX_MESSAGE_BYTES=32768. Standard library only.
 """
 
 import os
@@ -53,6 +53,7 @@ def compute(values: dict[str, str]) -> dict[str, str]:
     values["DAPHNE_INSTANCES"] = " ".join(str(i) for i in range(processes))
     values.setdefault("MAX_OPEN_FILES", "65536")
     values.setdefault("WS_CONN_PER_ADDRESS", "256")
+    values.setdefault("WS_MAX_MESSAGE_BYTES", "32768")  # 4 bytes for each of WS_MAX_FRAME_CHARS (8192)
     if not values.get("SECRET_KEY"):
         values["SECRET_KEY"] = secrets.token_urlsafe(50)
     return values

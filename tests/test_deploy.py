@@ -726,6 +726,27 @@ def test_daphne_may_hold_many_sockets_and_nginx_caps_them_per_address(site):
     assert re.search(r"limit_conn mblog_ws_per_address \d+;", ws_location[: ws_location.index("}")])
 
 
+def test_static_and_media_keep_hsts_and_daphne_caps_frame_size(site):
+    # add_header in a location drops the server block's: the shipped file repeats HSTS.
+    for path in ("/static/inform/inform.js", "/media/nothing-here.png", "/healthz"):
+        response, _ = site.https("GET", path)
+        assert "max-age=31536000" in (response.getheader("Strict-Transport-Security") or ""), path
+    # daphne's frame limit is the app's, in both process managers and the env file.
+    supervisor = (site.rendered / "supervisor" / "mblog.conf").read_text()
+    env_file = site.env_file.read_text()
+    size = int(re.search(r"--websocket-max-message-size (\d+)", supervisor).group(1))
+    assert f"WS_MAX_MESSAGE_BYTES={size}\n" in env_file and size < 1024 * 1024
+    # A client frame over it is refused by daphne (close 1009) before the app reads it.
+    sock = site.ws_connect(site.login("carol"))
+    try:
+        sock.send("x" * (size + 1))
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            for _ in range(20):
+                sock.recv()
+    finally:
+        sock.close()
+
+
 def test_http_static_health_and_login_through_nginx(site):
     # plain HTTP only redirects to HTTPS
     conn = http.client.HTTPConnection("127.0.0.1", site.http_port, timeout=10)
