@@ -73,13 +73,16 @@ def render(values: dict[str, str], out_dir: Path) -> list[Path]:
         rel = src.relative_to(TEMPLATES)
         dst = out_dir / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_text(render_text(src.read_text(), values, str(rel)))
-        mode = stat.S_IMODE(src.stat().st_mode)
+        text = render_text(src.read_text(), values, str(rel))
         if rel.as_posix() in SECRET_FILES:
-            mode = 0o600
-        elif rel.parts[0] == "bin":
-            mode = 0o755
-        os.chmod(dst, mode)
+            # 0600 from the first byte: created so, or narrowed before it is rewritten.
+            fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            with os.fdopen(fd, "w") as f:
+                os.fchmod(fd, 0o600)
+                f.write(text)
+        else:
+            dst.write_text(text)
+            os.chmod(dst, 0o755 if rel.parts[0] == "bin" else stat.S_IMODE(src.stat().st_mode))
         written.append(dst)
     return written
 

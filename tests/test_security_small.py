@@ -102,3 +102,30 @@ def test_check_deploy_has_no_unexplained_warning():
     assert "security.W012" not in alone | behind_proxy and "security.W016" not in alone | behind_proxy
     for code in alone | behind_proxy:
         assert f"`{code}`" in explained, f"{code} from check --deploy is not explained in docs/security.md"
+
+
+def test_the_env_file_is_never_readable_by_others(tmp_path, monkeypatch):
+    """deploy/render.py writes the env file (the secret key, the database password) with
+    mode 0600 from the start: with chmod taken away it still is, also over an old file."""
+    import os
+    import sys
+
+    from tests.conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        import render
+    finally:
+        sys.path.remove(str(ROOT / "deploy"))
+    values = render.parse(str(ROOT / "deploy" / "values.example"))
+    old_umask = os.umask(0o022)
+    try:
+        monkeypatch.setattr(render.os, "chmod", lambda *a, **k: None)
+        render.render(values, tmp_path)
+        env_file = tmp_path / "mblog.env"
+        assert oct(env_file.stat().st_mode & 0o777) == oct(0o600)
+        env_file.chmod(0o644)  # an old copy, readable
+        render.render(values, tmp_path)
+        assert oct(env_file.stat().st_mode & 0o777) == oct(0o600)
+    finally:
+        os.umask(old_umask)
