@@ -64,7 +64,7 @@ def chat_message_post(*, room: Room, author, text: str, budgeted: bool = False) 
     from mblog.services import mentioned_users
 
     if budgeted and not MESSAGE_BUDGET.hit(author.pk):
-        raise RateLimited(f"too many messages; wait {wait_words(MESSAGE_BUDGET.retry_after())}")
+        raise RateLimited(f"too many messages; wait {wait_words(MESSAGE_BUDGET.retry_after(author.pk))}")
     text = clean_text(text)
     with transaction.atomic():
         ordering.take_turn("chat", room.id)

@@ -21,8 +21,8 @@ LOGIN_ADDRESS = Budget("login_address")
 SIGNUP_ADDRESS = Budget("signup_address")
 
 
-def refusal(budget: Budget, what: str) -> str:
-    return f"Too many {what}. Try again in {wait_words(budget.retry_after())}."
+def refusal(budget: Budget, key: str, what: str) -> str:
+    return f"Too many {what}. Try again in {wait_words(budget.retry_after(key))}."
 
 
 class LoginView(auth_views.LoginView):
@@ -31,9 +31,9 @@ class LoginView(auth_views.LoginView):
 
     def post(self, request, *args, **kwargs):
         if not LOGIN_ADDRESS.hit(client_address(request)):
-            return self.refuse(LOGIN_ADDRESS, "sign-in attempts from your address")
+            return self.refuse(LOGIN_ADDRESS, client_address(request), "sign-in attempts from your address")
         if LOGIN_ACCOUNT.spent(self.account()):
-            return self.refuse(LOGIN_ACCOUNT, "failed sign-ins for this account")
+            return self.refuse(LOGIN_ACCOUNT, self.account(), "failed sign-ins for this account")
         return super().post(request, *args, **kwargs)
 
     def form_invalid(self, form):
@@ -43,10 +43,10 @@ class LoginView(auth_views.LoginView):
     def account(self) -> str:
         return self.request.POST.get("username", "").strip().lower()[:150]
 
-    def refuse(self, budget: Budget, what: str):
-        context = self.get_context_data(form=self.get_form_class()(self.request), throttled=refusal(budget, what))
+    def refuse(self, budget: Budget, key: str, what: str):
+        context = self.get_context_data(form=self.get_form_class()(self.request), throttled=refusal(budget, key, what))
         response = self.render_to_response(context, status=429)
-        response["Retry-After"] = str(budget.retry_after())
+        response["Retry-After"] = str(budget.retry_after(key))
         return response
 
 
@@ -56,9 +56,10 @@ def home(request):
 
 def signup(request):
     if request.method == "POST" and not SIGNUP_ADDRESS.hit(client_address(request)):
-        context = {"form": SignupForm(), "throttled": refusal(SIGNUP_ADDRESS, "sign-ups from your address")}
+        address = client_address(request)
+        context = {"form": SignupForm(), "throttled": refusal(SIGNUP_ADDRESS, address, "sign-ups from your address")}
         response = render(request, "registration/signup.html", context, status=429)
-        response["Retry-After"] = str(SIGNUP_ADDRESS.retry_after())
+        response["Retry-After"] = str(SIGNUP_ADDRESS.retry_after(address))
         return response
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():

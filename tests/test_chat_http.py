@@ -54,7 +54,7 @@ def test_room_page_shows_the_last_50_as_text(make_user):
     chat_message_post(room=room, author=alice, text="<script>alert(1)</script>")
     page = signed_in(alice).get("/chat/lobby/")
     html = page.content.decode()
-    assert html.count('class="chat-msg"') == 50
+    assert html.count('<li class="chat-msg') == 50
     assert "msg 5<" not in html and "msg 6<" in html
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     last = Message.objects.latest("id").id
