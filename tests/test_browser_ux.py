@@ -410,3 +410,35 @@ def test_signup_errors_are_styled_and_the_rate_limit_speaks_plainly(live_url, pe
         window.mblogChat.socket.send(JSON.stringify({type: "message", text: "flood " + i})); }""")
     expect(chat.locator("#chat-error")).to_contain_text("faster than the room allows")
     assert "frames" not in chat.locator("#chat-error").inner_text()
+
+
+def test_replies_appear_live_on_the_post_page_without_moving_what_the_reader_writes(live_url, people):
+    from mblog.services import post_create, reply_create
+
+    alice, bob, context = people
+    post = post_create(author=alice, title="Two pointers", body="...")
+    other = post_create(author=alice, title="Another post", body="...")
+    reader = open_page(context(alice), f"{live_url}/posts/{post.pk}/")
+    phone = open_page(context(bob, viewport=PHONE), f"{live_url}/posts/{post.pk}/")
+    expect(reader.locator("#replies")).to_contain_text("No replies yet.")
+
+    first = reply_create(author=bob, post=post, body="live @alice reply")
+    reply_create(author=bob, post=other, body="elsewhere")  # another post's reply stays there
+    for page in (reader, phone):
+        expect(page.locator(f"#reply-{first.pk}")).to_contain_text("live @alice reply")
+        expect(page.locator("#replies .reply")).to_have_count(1)
+        expect(page.locator("#replies")).not_to_contain_text("No replies yet.")
+    expect(reader.locator(f"#reply-{first.pk} a.mention")).to_have_attribute("href", "/u/alice/")
+
+    # bob is writing on his phone: the next reply waits behind a button.
+    phone.fill(".reply-form textarea", "half a thought")
+    second = reply_create(author=alice, post=post, body="and a second one")
+    expect(reader.locator(f"#reply-{second.pk}")).to_be_visible()
+    waiting = phone.locator("#new-replies")
+    expect(waiting).to_have_text("1 new reply — show")
+    expect(phone.locator("#replies .reply")).to_have_count(1)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    waiting.click()
+    expect(phone.locator(f"#reply-{second.pk}")).to_be_in_viewport()
+    expect(waiting).to_be_hidden()
+    expect(phone.locator(".reply-form textarea")).to_have_value("half a thought")

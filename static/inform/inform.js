@@ -398,7 +398,11 @@
       case "unread": setUnread(frame.unread); refreshReadState(); break;
       case "synced": setCursor(frame.cursor); break;
       case "reset": sessionStorage.removeItem(STORE); location.reload(); break;
-      case "feed": addToFeed(frame); if (frame.event === "site_update") toast(frame.text, frame.url); break;
+      case "feed":
+        addToFeed(frame);
+        if (frame.event === "site_update") toast(frame.text, frame.url);
+        document.dispatchEvent(new CustomEvent("mblog:feed", { detail: frame })); // the post page listens
+        break;
       case "error": console.warn("inform:", frame.code, frame.detail); break;
     }
   }
