@@ -46,14 +46,17 @@ def synced_frame(cursor: int) -> dict:
     return {"type": "synced", "cursor": cursor}
 
 
-def feed_frame(*, event: str, actor: str | None, text: str, url: str, created: datetime) -> dict:
-    return {"type": "feed", "event": event, "actor": actor, "text": text, "url": url, "created": _iso(created)}
+def feed_frame(*, key: str, event: str, actor: str | None, text: str, url: str, created: datetime) -> dict:
+    """`key` ("post:9") names the item once for every page, live or backfilled."""
+    return {"type": "feed", "key": key, "event": event, "actor": actor, "text": text, "url": url,
+            "created": _iso(created)}
 
 
 def site_update_feed_frame(n: Notification) -> dict:
     """How an anonymous socket sees a site update."""
     return feed_frame(
-        event="site_update", actor=n.actor.username if n.actor_id else None, text=n.text, url=n.url, created=n.created
+        key=f"site_update:{n.pk}", event="site_update", actor=n.actor.username if n.actor_id else None, text=n.text,
+        url=n.url, created=n.created,
     )
 
 

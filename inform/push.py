@@ -44,8 +44,8 @@ def notify_site_update(notification) -> None:
     )
 
 
-def notify_feed(*, event: str, actor: str | None, text: str, url: str, created) -> None:
-    frame = frames.feed_frame(event=event, actor=actor, text=text, url=url, created=created)
+def notify_feed(*, key: str, event: str, actor: str | None, text: str, url: str, created) -> None:
+    frame = frames.feed_frame(key=key, event=event, actor=actor, text=text, url=url, created=created)
     transport.group_send(SITE_GROUP, {"frame": frame})
 
 

@@ -1,21 +1,8 @@
-from dataclasses import dataclass
-from datetime import datetime
-
 from inform.models import Notification
 
+from .feed import FeedItem, post_item, reply_item, site_update_item
 from .models import Post, Reply, User
-from .services import MENTION, excerpt
-
-
-@dataclass
-class FeedItem:
-    """What the home page lists; the live `feed` frames carry the same fields."""
-
-    event: str
-    actor: str | None
-    text: str
-    url: str
-    created: datetime
+from .services import MENTION
 
 
 def activity_feed(limit: int = 30) -> list[FeedItem]:
@@ -23,14 +10,7 @@ def activity_feed(limit: int = 30) -> list[FeedItem]:
     posts = Post.objects.select_related("author").order_by("-created")[:limit]
     replies = Reply.objects.select_related("author", "post").order_by("-created")[:limit]
     updates = Notification.objects.filter(recipient__isnull=True).select_related("actor").order_by("-id")[:limit]
-    items = [FeedItem("post", p.author.username, p.title, p.get_absolute_url(), p.created) for p in posts]
-    items += [
-        FeedItem("reply", r.author.username, f"on “{r.post.title}”: {excerpt(r.body)}", r.get_absolute_url(), r.created)
-        for r in replies
-    ]
-    items += [
-        FeedItem("site_update", n.actor.username if n.actor_id else None, n.text, n.url, n.created) for n in updates
-    ]
+    items = [post_item(p) for p in posts] + [reply_item(r) for r in replies] + [site_update_item(n) for n in updates]
     return sorted(items, key=lambda i: i.created, reverse=True)[:limit]
 
 

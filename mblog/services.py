@@ -10,6 +10,7 @@ from inform import push
 from inform.models import Notification, Verb
 from inform.services import send_inform
 
+from . import feed
 from .errors import ApplicationError
 from .models import Follow, Post, Reply, User
 
@@ -70,7 +71,7 @@ def announce_follow(follow: Follow) -> None:
 
 def announce_post(post: Post) -> None:
     author = post.author
-    push.notify_feed(event="post", actor=author.username, text=post.title, url=post.get_absolute_url(), created=post.created)
+    push.notify_feed(**feed.post_item(post).as_dict())
     _announce_mentions(author, post.body, post.get_absolute_url(), post.title, exclude=set())
 
 
@@ -82,10 +83,7 @@ def announce_reply(reply: Reply) -> None:
             to=target, verb=Verb.REPLY, actor=author,
             text=f"{author.username} replied to “{reply.post.title}”: {excerpt(reply.body)}", url=url,
         )
-    push.notify_feed(
-        event="reply", actor=author.username, text=f"on “{reply.post.title}”: {excerpt(reply.body)}", url=url,
-        created=reply.created,
-    )
+    push.notify_feed(**feed.reply_item(reply).as_dict())
     _announce_mentions(author, reply.body, url, reply.post.title, exclude={target.pk})
 
 

@@ -6,7 +6,7 @@ from django.db import connection
 from django.http import HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.csrf import csrf_failure as django_csrf_failure
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from inform.health import channel_layer_ok
 
@@ -52,6 +52,13 @@ class LoginView(auth_views.LoginView):
 
 def home(request):
     return render(request, "mblog/home.html", {"feed": selectors.activity_feed()})
+
+
+@require_GET
+def api_feed(request):
+    """The newest feed items, newest first: what a page that was offline backfills from."""
+    items = [dict(item.as_dict(), created=item.created.isoformat()) for item in selectors.activity_feed()]
+    return JsonResponse({"feed": items})
 
 
 def signup(request):

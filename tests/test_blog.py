@@ -152,7 +152,7 @@ async def test_posts_and_replies_reach_anonymous_and_signed_in_sockets_as_feed(s
     post = await db(Post.objects.get)()
     frame = await anon.recv()
     assert frame == {
-        "type": "feed", "event": "post", "actor": "alice", "text": "Live title", "url": f"/posts/{post.pk}/",
+        "type": "feed", "key": f"post:{post.pk}", "event": "post", "actor": "alice", "text": "Live title", "url": f"/posts/{post.pk}/",
         "created": post.created.isoformat(),
     }
     assert await b.recv() == frame

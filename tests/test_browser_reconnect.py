@@ -48,3 +48,35 @@ def test_page_reconnects_after_a_server_restart_and_loses_nothing(browser, make_
     finally:
         ctx.close()
         server.stop()
+
+
+def test_home_feed_backfills_what_it_missed_while_reconnecting(browser, make_user):
+    from mblog import services as blog
+
+    alice = make_user("alice")
+    blog.post_create(author=alice, title="before the outage", body="x")
+    server = Daphne({**os.environ, "DATABASE_URL": live_database_url()}, name="feed-restart").start()
+    ctx = browser.new_context()
+    try:
+        page = ctx.new_page()
+        page.goto(server.url + "/")
+        status = page.locator("#live-status")
+        expect(status).to_have_text("live")
+        items = page.locator("#feed .feed-item")
+        expect(items).to_have_count(1)
+
+        server.stop()
+        expect(status).to_have_text("offline")
+        blog.post_create(author=alice, title="posted while the page was offline", body="x")
+        server.start()
+
+        expect(status).to_have_text("live", timeout=20_000)
+        expect(items).to_have_count(2)
+        expect(items.first).to_contain_text("posted while the page was offline")
+        blog.post_create(author=alice, title="posted live", body="x")
+        expect(items).to_have_count(3)
+        expect(items.first).to_contain_text("posted live")
+        assert page.locator("#feed .feed-item", has_text="posted while the page was offline").count() == 1
+    finally:
+        ctx.close()
+        server.stop()

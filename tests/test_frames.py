@@ -14,7 +14,7 @@ from realtime.frames import BadFrame, dumps, error_frame
 # CONTRACT.md, "WebSocket" section.
 INFORM = {"type", "id", "verb", "actor", "text", "url", "created"}  # + optional "unread"
 UNREAD = {"type", "unread"}
-FEED = {"type", "event", "actor", "text", "url", "created"}
+FEED = {"type", "key", "event", "actor", "text", "url", "created"}  # key: added for backfill
 ERROR = {"type", "code", "detail"}
 SYNCED = {"type", "cursor"}  # ends every sync: the resume point
 VERBS = {"follow", "reply", "mention", "site_update"}
@@ -99,7 +99,7 @@ def test_builders_match_the_contract(make_user):
     assert frames.inform_frame(s)["actor"] is None
     assert check(frames.unread_frame(0)) == "unread"
     assert check(frames.site_update_feed_frame(s)) == "feed"
-    assert check(frames.feed_frame(event="post", actor="a", text="t", url="/", created=n.created)) == "feed"
+    assert check(frames.feed_frame(key="post:1", event="post", actor="a", text="t", url="/", created=n.created)) == "feed"
     assert check(error_frame("bad_request", "why")) == "error"
     assert dumps({"a": 1}) == '{"a":1}'
 

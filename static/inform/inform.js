@@ -20,6 +20,7 @@
   let unread = badge && badge.textContent.trim() ? Number(badge.textContent) : 0;
   const seen = new Set();
   let socket = null;
+  let opened = false; // a socket has opened before: later opens backfill the feed
   let attempt = 0;
   let retryTimer = null;
 
@@ -117,10 +118,11 @@
   }
 
   function addToFeed(f) {
-    if (!feed) return;
+    if (!feed || (f.key && feed.querySelector(`.feed-item[data-key="${CSS.escape(f.key)}"]`))) return;
     const empty = feed.querySelector(".empty");
     if (empty) empty.remove();
     const li = el("li", "feed-item feed-" + f.event + " fresh");
+    if (f.key) li.dataset.key = f.key;
     li.append(el("span", "event", f.event.replace("_", " ")), " ");
     if (f.actor) {
       const who = el("a", "actor", f.actor);
@@ -129,15 +131,36 @@
     }
     const a = el("a", "text", f.text);
     a.href = safeHref(f.url) || "#";
-    li.append(a, " ", el("time", "", "just now"));
-    feed.prepend(li);
+    const when = el("time", "", "just now");
+    if (f.created) when.dateTime = f.created;
+    li.append(a, " ", when);
+    // Newest first: above the first item that is older (a backfilled item may be).
+    const created = Date.parse(f.created || "") || Date.now();
+    const older = Array.from(feed.querySelectorAll(".feed-item")).find((item) => {
+      const t = item.querySelector("time[datetime]");
+      return t && Date.parse(t.dateTime) < created;
+    });
+    feed.insertBefore(li, older || null);
+  }
+
+  // After a reconnect the feed may have missed items: fetch the newest and add what is
+  // not shown (items carry a key, so nothing shows twice).
+  function backfillFeed() {
+    if (!feed) return;
+    fetch("/api/feed/", { headers: { Accept: "application/json" } })
+      .then((r) => (r.ok ? r.json() : { feed: [] }))
+      .then((body) => body.feed.slice().reverse().forEach(addToFeed))
+      .catch(() => {});
   }
 
   function onInform(f) {
     if (seen.has(f.id)) return;
     seen.add(f.id);
     addToList(f);
-    if (f.verb === "site_update" && feed) addToFeed({ event: "site_update", actor: f.actor, text: f.text, url: f.url });
+    if (f.verb === "site_update" && feed) {
+      addToFeed({ key: "site_update:" + f.id, event: "site_update", actor: f.actor, text: f.text, url: f.url,
+                  created: f.created });
+    }
     if (typeof f.unread === "number") setUnread(f.unread);
     else setUnread(unread + 1); // a sync ends with an absolute "unread" frame
     addToMenu(f);
@@ -413,6 +436,8 @@
     socket.onopen = () => {
       attempt = 0;
       setStatus("live");
+      if (opened) backfillFeed();
+      opened = true;
       // A first page load starts from what the server rendered; later opens catch up.
       if (signedIn) socket.send(JSON.stringify({ type: "sync", after: cursor }));
     };
