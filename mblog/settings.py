@@ -224,6 +224,7 @@ LOGGING = {
         "mblog": {"level": "INFO"},
         "inform": {"level": "INFO"},
         "chat": {"level": "INFO"},
+        "realtime": {"level": "INFO"},
     },
 }
 CSRF_FAILURE_VIEW = "mblog.views.csrf_failure"

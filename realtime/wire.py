@@ -102,7 +102,9 @@ def fast_path_ok(protocol) -> bool:
         except Exception:
             missing.append("PreparedMessage.payloadHybi")
         _fast_path = not missing
-        if missing:
+        if not missing:
+            log.info("realtime fast path on: frames framed once and written to daphne's connections")
+        else:
             log.warning(
                 "realtime fast path disabled, using the plain ASGI send (slower broadcasts, no send backlog "
                 "bound): the installed daphne/autobahn/Twisted lack %s", ", ".join(missing)

@@ -35,3 +35,42 @@ def test_every_connection_with_or_without_compression_opens_and_gets_broadcasts(
                 await ws.close()
 
     asyncio.run(scenario())
+
+
+def test_the_fast_path_is_taken_under_daphne(make_user):
+    """The self-check passes with the locked daphne/autobahn/Twisted, and says so once."""
+    import os
+
+    from tests.conftest import Daphne, live_database_url
+
+    server = Daphne({**os.environ, "DATABASE_URL": live_database_url()}, name="fast-path")
+    earlier = server.log_path.stat().st_size if server.log_path.exists() else 0  # a log of an earlier run
+    server.start()
+    try:
+        async def scenario():
+            ws = await _open(server.url, None)
+            await sync_to_async(send_inform)(everyone=True, verb="site_update", text="fast path check")
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["text"] == "fast path check"
+            await ws.close()
+
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+    log = server.log_path.read_text()[earlier:]
+    assert log.count("realtime fast path on") == 1, log[-2000:]
+    assert "fast path disabled" not in log
+
+
+def test_a_changed_private_attribute_turns_the_fast_path_off_with_one_warning(caplog, monkeypatch):
+    """What an upgrade that renames a private attribute would do: the plain ASGI send, one WARNING."""
+    from realtime import wire
+
+    class Renamed:  # a daphne connection after an upgrade that renamed everything
+        pass
+
+    monkeypatch.setattr(wire, "_fast_path", None)
+    with caplog.at_level("WARNING", logger="realtime.wire"):
+        assert wire.fast_path_ok(Renamed()) is False
+        assert wire.fast_path_ok(Renamed()) is False
+    warnings = [r for r in caplog.records if "fast path disabled" in r.getMessage()]
+    assert len(warnings) == 1 and "transport.dataBuffer" in warnings[0].getMessage()
