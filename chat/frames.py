@@ -2,7 +2,7 @@
 
 from jsonschema import Draft202012Validator
 
-from realtime.frames import dumps
+from realtime.frames import ERROR_FRAME, dumps, frame_schema, server_frames_validator
 
 from .models import Message
 
@@ -55,4 +55,23 @@ CLIENT_FRAME = Draft202012Validator(
         "required": ["type", "text"],
         "properties": {"type": {"const": "message"}, "text": {"type": "string", "maxLength": 4 * Message.MAX_LENGTH}},
     }
+)
+
+
+# --- the server frames of /ws/chat/<room>/, each defined once (docs/protocol.md) ---------
+_id = {"type": "integer", "minimum": 0}
+_MESSAGE = {"id": {"type": "integer", "minimum": 1}, "user": {"type": "string"}, "text": {"type": "string"},
+            "created": {"type": "string", "format": "date-time"}}
+
+SERVER_FRAME = server_frames_validator(
+    frame_schema(
+        "history",
+        {"messages": {"type": "array", "items": frame_schema("message", _MESSAGE)}, "cursor": _id},
+        {"reset": {"const": True}, "more": {"const": True}, "before": _id},
+    ),
+    frame_schema("message", _MESSAGE),
+    frame_schema("presence", {"users": {"type": "array", "items": {"type": "string"}}}),
+    frame_schema("message_removed", {"id": _id}),
+    frame_schema("synced", {"cursor": _id}),
+    ERROR_FRAME,
 )

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from jsonschema import Draft202012Validator
 
+from realtime.frames import ERROR_FRAME, frame_schema, server_frames_validator
 from realtime.frames import parse_client_frame as _parse
 
 from .models import Notification
@@ -88,3 +89,28 @@ CLIENT_FRAME = Draft202012Validator(
 
 def parse_client_frame(text: str | None) -> dict:
     return _parse(text, CLIENT_FRAME)
+
+
+# --- the server frames of /ws/inform/, each defined once (docs/protocol.md) --------------
+_count = {"type": "integer", "minimum": 0}
+_text = {"type": "string"}
+_name = {"type": ["string", "null"]}
+_when = {"type": "string", "format": "date-time"}
+
+SERVER_FRAME = server_frames_validator(
+    frame_schema(
+        "inform",
+        {"id": {"type": "integer", "minimum": 1}, "verb": {"enum": ["follow", "reply", "mention", "site_update"]},
+         "actor": _name, "text": _text, "url": _text, "created": _when},
+        {"unread": _count},
+    ),
+    frame_schema("unread", {"unread": _count}),
+    frame_schema("synced", {"cursor": _count}),
+    frame_schema("reset", {"cursor": _count}),
+    frame_schema(
+        "feed",
+        {"key": _text, "event": {"enum": ["post", "reply", "site_update"]}, "actor": _name, "text": _text,
+         "url": _text, "created": _when},
+    ),
+    ERROR_FRAME,
+)

@@ -18,6 +18,24 @@ class BadFrame(ValueError):
     pass
 
 
+# --- server frames: each defined once, as a schema (domains add theirs) ---------------
+
+
+def frame_schema(type_: str, required: dict, optional: dict | None = None) -> dict:
+    """A closed object schema for the server frame `type_`: these fields and no other."""
+    properties = {"type": {"const": type_}, **required, **(optional or {})}
+    return {"type": "object", "required": ["type", *required], "properties": properties,
+            "additionalProperties": False}
+
+
+ERROR_FRAME = frame_schema("error", {"code": {"type": "string"}, "detail": {"type": "string"}})
+
+
+def server_frames_validator(*schemas: dict) -> Draft202012Validator:
+    """One validator for a socket's server frames (tests check every frame against it)."""
+    return Draft202012Validator({"oneOf": list(schemas)})
+
+
 def parse_client_frame(text: str | None, validator: Draft202012Validator) -> dict:
     """Decode and validate one client frame; BadFrame says what is wrong, in words.
     Any malformed input ends here as BadFrame, never as another exception."""

@@ -88,6 +88,23 @@ class Pushes(list):
         return [body["frame"] for g, body in self if group is None or g == group]
 
 
+def server_frame_schema(path: str):
+    """The schema every server frame of this socket path must match (inform/frames.py,
+    chat/frames.py): tests check each frame they receive or capture against it."""
+    from chat.frames import SERVER_FRAME as CHAT
+    from inform.frames import SERVER_FRAME as INFORM
+
+    return CHAT if path.startswith("/ws/chat/") else INFORM
+
+
+def check_pushed(group: str, body: dict) -> None:
+    if "frame" in body:
+        schema = server_frame_schema("/ws/chat/" if group.startswith("chat.") else "/ws/inform/")
+        schema.validate(body["frame"])
+        if "anonymous_frame" in body:
+            schema.validate(body["anonymous_frame"])
+
+
 @pytest.fixture
 def capture_pushes(monkeypatch, django_capture_on_commit_callbacks):
     """`with capture_pushes() as pushes:` records every group send made inside the block
@@ -103,11 +120,15 @@ def capture_pushes(monkeypatch, django_capture_on_commit_callbacks):
     def capture():
         pushes = Pushes()
 
-        async def arecord(group, body):
+        def record(group, body):
+            check_pushed(group, body)
             pushes.append((group, body))
 
+        async def arecord(group, body):
+            record(group, body)
+
         with monkeypatch.context() as m:
-            m.setattr(transport, "_send_now", lambda group, body: pushes.append((group, body)))
+            m.setattr(transport, "_send_now", record)
             m.setattr(transport, "agroup_send", arecord)
             with django_capture_on_commit_callbacks(execute=True):
                 yield pushes
@@ -134,6 +155,7 @@ class Socket:
             headers.append((b"cookie", cookie.encode()))
         self.comm = WebsocketCommunicator(application, path, headers=headers)
         self.connected = False
+        self.schema = server_frame_schema(path)
 
     async def connect(self, timeout: float = 5):
         # The communicator would wait out the whole timeout when the app raises (an
@@ -151,7 +173,10 @@ class Socket:
         await self.comm.send_to(text_data=frame if isinstance(frame, str) else json.dumps(frame))
 
     async def recv(self, timeout: float = 3) -> dict:
-        return json.loads(await self.comm.receive_from(timeout=timeout))
+        """The next frame, checked against the server-frame schema of its socket."""
+        frame = json.loads(await self.comm.receive_from(timeout=timeout))
+        self.schema.validate(frame)
+        return frame
 
     async def recv_until(self, type_: str, timeout: float = 3) -> dict:
         while True:

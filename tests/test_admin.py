@@ -125,7 +125,7 @@ async def test_adding_a_site_update_in_the_admin_publishes_it(sockets, people):
     frame = await a.recv()
     assert (frame["id"], frame["text"], frame["url"]) == (n.id, "new rules", "/rules/")
     assert await anon.recv() == {
-        "type": "feed", "event": "site_update", "actor": "root", "text": "new rules", "url": "/rules/",
+        "type": "feed", "key": f"site_update:{n.id}", "event": "site_update", "actor": "root", "text": "new rules", "url": "/rules/",
         "created": n.created.isoformat(),
     }
     # an empty update is refused by the form and publishes nothing

@@ -140,7 +140,8 @@ def test_everyone_stores_one_row_and_pushes_one_message(capture_pushes, make_use
         "url": "/about/", "created": n.created.isoformat(),
     }
     assert body["anonymous_frame"] == {
-        "type": "feed", "event": "site_update", "actor": None, "text": "maintenance at 5", "url": "/about/",
+        "type": "feed", "key": f"site_update:{n.id}", "event": "site_update", "actor": None,
+        "text": "maintenance at 5", "url": "/about/",
         "created": n.created.isoformat(),
     }
     # it is in every user's stream and unread count
