@@ -56,7 +56,6 @@ class ChatConsumer(GuardedConsumer):
         self.sent: set[int] = set()
         self.conn = uuid.uuid4().hex
         self.pending: list | None = []  # live frames that arrive before the join frames are out
-        self.history_ids: set[int] = set()
         user = self.scope["user"]
         await self.accept()
         if not user.is_authenticated:
@@ -86,16 +85,15 @@ class ChatConsumer(GuardedConsumer):
         self.heartbeat = asyncio.create_task(self._beat())
 
     async def _flush_pending(self) -> None:
-        """Live frames that came during the join: without the messages history already had,
-        and with presence read again (a queued presence frame may be older than ours)."""
+        """Live frames that came during the join (deliver() drops the messages history
+        already had), with presence read again (a queued presence frame may be older than ours)."""
         pending, self.pending = self.pending, None
         presence_changed = False
         for message, frame in pending:
             if frame.get("type") == "presence":
                 presence_changed = True
-            elif not (frame.get("type") == "message" and frame["id"] in self.history_ids):
+            else:
                 await self.deliver(message, frame)
-        self.history_ids = set()
         if presence_changed:
             await self.send_frame(frames.presence_frame(await db(selectors.present_usernames)(self.room)))
 
@@ -122,7 +120,6 @@ class ChatConsumer(GuardedConsumer):
             messages = frames.newest_that_fit(latest, budget)
             more = more or len(messages) < len(latest)
         self.stable = messages[-1].id if messages else (after or 0)
-        self.history_ids = {m.id for m in messages}
         await self.send_frame(frames.history_frame(messages, cursor=self.stable, reset=reset, more=more))
 
     async def disconnect(self, code):
