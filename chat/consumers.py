@@ -76,12 +76,10 @@ class ChatConsumer(GuardedConsumer):
             return await self.close(code=1011)
         self.joined = True
         await self.send_since(self._after_param())
-        users, changed = await db(services.presence_enter)(room=self.room, user=user, conn=self.conn)
+        users, _ = await db(services.presence_enter)(room=self.room, user=user, conn=self.conn)
         self.present = True
         await self.send_frame(frames.presence_frame(users))
         await self._flush_pending()
-        if changed:
-            await self.broadcast(frames.presence_frame(users))
         self.heartbeat = asyncio.create_task(self._beat())
 
     async def _flush_pending(self) -> None:
@@ -129,9 +127,7 @@ class ChatConsumer(GuardedConsumer):
             await get_hub().leave(self, [self.group])
         if self.present:
             try:
-                users, changed = await db(services.presence_leave)(room=self.room, user=self.user, conn=self.conn)
-                if changed:
-                    await self.broadcast(frames.presence_frame(users))
+                await db(services.presence_leave)(room=self.room, user=self.user, conn=self.conn)
             except Exception as exc:  # the row goes stale and is swept by others
                 log.warning("could not record leaving %s: %s", self.room, exc)
 
@@ -139,19 +135,11 @@ class ChatConsumer(GuardedConsumer):
         while True:
             await asyncio.sleep(settings.CHAT_PRESENCE_HEARTBEAT)
             try:
-                users, changed = await db(services.presence_beat)(room=self.room, user=self.user, conn=self.conn)
-                if changed:
-                    await self.broadcast(frames.presence_frame(users))
+                await db(services.presence_beat)(room=self.room, user=self.user, conn=self.conn)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("presence heartbeat in %s failed: %s", self.room, exc)
-
-    async def broadcast(self, frame: dict) -> None:
-        try:
-            await push.anotify_room(self.room.id, frame)
-        except Exception as exc:  # presence is a state frame: the next change heals it
-            log.warning("could not push %s to %s: %s", frame["type"], self.room, exc)
 
     async def deliver(self, message: dict, frame: dict) -> None:
         if self.pending is not None:

@@ -10,8 +10,3 @@ def room_group(room_id: int) -> str:
 def notify_room(room_id: int, frame: dict, *, after_commit: bool = True) -> None:
     """A chat frame for everyone in the room. Presence-style throwaway frames pass after_commit=False."""
     transport.group_send(room_group(room_id), {"frame": frame}, after_commit=after_commit)
-
-
-async def anotify_room(room_id: int, frame: dict) -> None:
-    """notify_room for async callers outside a transaction (chat consumers)."""
-    await transport.agroup_send(room_group(room_id), {"frame": frame})

@@ -95,7 +95,8 @@ def chat_messages_delete(messages) -> int:
 
 
 # --- presence: one row per open socket, refreshed by its heartbeat ----------------
-# Each function returns (usernames present now, whether clients may need a new list).
+# Each function returns (usernames present now, whether they may have changed) and, if
+# they may have, pushes the new list to the room.
 
 
 def _sweep(room: Room) -> bool:
@@ -108,11 +109,20 @@ def _is_present(room: Room, user) -> bool:
     return Presence.objects.filter(room=room, user=user, seen__gte=selectors.presence_cutoff()).exists()
 
 
+def _present(room: Room, changed: bool) -> tuple[list[str], bool]:
+    """Who is here now; if that may have changed, everyone in the room is told at once
+    (presence is state, not history: the next change heals a lost frame)."""
+    users = selectors.present_usernames(room)
+    if changed:
+        push.notify_room(room.id, frames.presence_frame(users), after_commit=False)
+    return users, changed
+
+
 def presence_enter(*, room: Room, user, conn: str) -> tuple[list[str], bool]:
     was_here = _is_present(room, user)
     swept = _sweep(room)
     Presence.objects.create(room=room, user=user, conn=conn, seen=timezone.now())
-    return selectors.present_usernames(room), swept or not was_here
+    return _present(room, swept or not was_here)
 
 
 def presence_beat(*, room: Room, user, conn: str) -> tuple[list[str], bool]:
@@ -122,10 +132,10 @@ def presence_beat(*, room: Room, user, conn: str) -> tuple[list[str], bool]:
         came_back = not _is_present(room, user)
         Presence.objects.create(room=room, user=user, conn=conn, seen=timezone.now())
     swept = _sweep(room)
-    return selectors.present_usernames(room), swept or came_back
+    return _present(room, swept or came_back)
 
 
 def presence_leave(*, room: Room, user, conn: str) -> tuple[list[str], bool]:
     Presence.objects.filter(conn=conn).delete()
     swept = _sweep(room)
-    return selectors.present_usernames(room), swept or not _is_present(room, user)
+    return _present(room, swept or not _is_present(room, user))

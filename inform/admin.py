@@ -2,8 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from .models import Notification, SiteUpdate, Verb
-from .push import notify_informs, notify_site_update
-from .services import InformError, clean_url, send_inform
+from .services import InformError, clean_url, notifications_push_again, send_inform
 
 
 class NotificationForm(forms.ModelForm):
@@ -66,11 +65,8 @@ class NotificationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send again (push the stored notifications live)", permissions=["change"])
     def send_again(self, request, queryset):
-        personal = [n for n in queryset.select_related("actor", "recipient") if n.recipient_id]
-        notify_informs(personal)
-        for n in queryset.filter(recipient__isnull=True).select_related("actor"):
-            notify_site_update(n)
-        self.message_user(request, f"Pushed {queryset.count()} notification(s) again.", messages.SUCCESS)
+        pushed = notifications_push_again(queryset)
+        self.message_user(request, f"Pushed {pushed} notification(s) again.", messages.SUCCESS)
 
 
 @admin.register(SiteUpdate)
@@ -92,6 +88,5 @@ class SiteUpdateAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send again (push live to every open socket)", permissions=["change"])
     def send_again(self, request, queryset):
-        for n in queryset.select_related("actor"):
-            notify_site_update(n)
-        self.message_user(request, f"Pushed {queryset.count()} site update(s) again.", messages.SUCCESS)
+        pushed = notifications_push_again(queryset)
+        self.message_user(request, f"Pushed {pushed} site update(s) again.", messages.SUCCESS)

@@ -96,6 +96,17 @@ def send_inform(
 asend_inform = database_sync_to_async(send_inform)
 
 
+def notifications_push_again(notifications) -> int:
+    """Push stored notifications live again (admin): sockets that missed them get them,
+    sockets that have them are not sent them twice. Returns how many."""
+    rows = list(notifications.select_related("actor", "recipient"))
+    push.notify_informs([n for n in rows if n.recipient_id])
+    for n in rows:
+        if n.recipient_id is None:
+            push.notify_site_update(n)
+    return len(rows)
+
+
 def notifications_mark_read(user, ids: list[int]) -> int:
     """Mark these ids of the user's stream read; all or nothing. Returns the unread count."""
     ids = sorted(set(ids))

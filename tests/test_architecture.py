@@ -60,3 +60,17 @@ def test_pinned_production_requirements():
     )
     assert tuple(int(x) for x in pins["daphne"].split(".")) >= (4, 2, 2)  # oversized-frame and smuggling fixes
     assert pins["Django"].startswith("5.2.")
+
+
+PUSH_CALL = re.compile(r"\bpush\.(a?notify_\w+)\(|from \.push import|from (inform|chat)\.push import (?!\w*_group)")
+
+
+def test_pushes_are_made_by_services_only():
+    """Views, consumers, admin actions and commands call services; services push."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for app in DOMAINS
+        for path in python_files(app)
+        if path.name not in ("services.py", "push.py") and PUSH_CALL.search(path.read_text())
+    ]
+    assert offenders == []
