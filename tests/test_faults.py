@@ -334,9 +334,10 @@ def test_a_lower_id_committed_late_with_its_push_lost_still_arrives(private_redi
 
 BACKLOG_BYTES = 256 * 1024  # WS_MAX_BACKLOG_BYTES for this test's daphne
 UPDATES = 12_000
-# Without a stalled socket daphne's RSS grows by ~0.1 MiB over the burst; one stalled
-# socket may add its backlog bound and the kernel's buffers, not the whole burst.
-STALLED_RSS_BOUND_MIB = 4
+# daphne's RSS grows a little over the burst anyway (catch-up pages; see
+# docs/reliability.md); one stalled socket may add its backlog bound and some slack,
+# never the whole burst (12,000 frames of over 1 kB each).
+STALLED_RSS_BOUND_MIB = 6
 
 
 def test_a_stalled_reader_is_dropped_and_costs_bounded_memory(private_redis, make_user):
