@@ -1,6 +1,6 @@
 """Soak: the fault matrix (tests/test_faults.py) run again and again, with the totals.
 
-    .venv/bin/python bench/soak.py               # 20 runs (about 80-100 minutes here)
+    .venv/bin/python bench/soak.py               # 20 runs (about 45 minutes here)
     .venv/bin/python bench/soak.py --runs 5 -k redis
 
 Each run is `bin/test tests/test_faults.py` (so the same servers, settings and checks
