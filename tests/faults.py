@@ -362,6 +362,7 @@ class Tab(threading.Thread):
         self.lock = threading.Lock()
         self.ids: set[int] = set()
         self.repeats = 0  # an id sent twice on one socket
+        self.repeated: list[int] = []  # the first few such ids, for the failure message
         self.resent = 0  # an id sent again on a later socket (dropped)
         self.cursor = 0
         self.got_synced = False
@@ -486,6 +487,8 @@ class Tab(threading.Thread):
                 fid = frame["id"]
                 if fid in sent_here:
                     self.repeats += 1
+                    if len(self.repeated) < 20:
+                        self.repeated.append(fid)
                 elif fid in self.ids:
                     self.resent += 1
                 sent_here.add(fid)
