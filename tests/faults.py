@@ -23,7 +23,7 @@ from pathlib import Path
 
 import websocket
 
-from tests.conftest import ARTIFACTS, ROOT, free_port, wait_for_http
+from tests.conftest import ARTIFACTS, ROOT, free_port, wait_for_http, wait_until
 
 FIGURES: list[str] = []  # "name: sent=… received=… lost=… duplicated=…", printed at the end of the run
 
@@ -33,18 +33,6 @@ def figure(name: str, **numbers) -> str:
     FIGURES.append(line)
     print(line, flush=True)
     return line
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    """Poll predicate until it returns something true; AssertionError after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 # --- processes ------------------------------------------------------------------------
