@@ -38,13 +38,13 @@ class InformConsumer(GuardedConsumer):
         self.is_signed_in = self.user.is_authenticated
         self.hub_groups = [push.SITE_GROUP]
         self.joined = False
-        self.stable: int | None = None  # None: no database read on this socket yet
-        self.sent: set[int] = set()
-        self.sync_lock = asyncio.Lock()  # one sync or catch-up at a time
-        self.sent_bound_sync: asyncio.Future | None = None
-        self.opened_at = timezone.now()
-        if self.is_signed_in:
+        if self.is_signed_in:  # anonymous sockets have no stream to resume (and stay small)
             self.hub_groups.append(push.user_group(self.user.pk))
+            self.stable: int | None = None  # None: no database read on this socket yet
+            self.sent: set[int] = set()
+            self.sync_lock = asyncio.Lock()  # one sync or catch-up at a time
+            self.sent_bound_sync: asyncio.Future | None = None
+            self.opened_at = timezone.now()
         try:
             await get_hub().join(self, self.hub_groups)
         except Exception as exc:

@@ -97,7 +97,7 @@ class GuardedConsumer(AsyncWebsocketConsumer):
         self.bucket = TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST)
         self.strikes = 0
         self._disconnected = False
-        self._auth_groups: list[str] = []
+        self._auth_groups: tuple[str, ...] = ()
         user = self.scope.get("user")
         self.session = sessions.session_tag(self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)) if (
             user is not None and user.is_authenticated) else None
@@ -105,7 +105,7 @@ class GuardedConsumer(AsyncWebsocketConsumer):
             if self.session is not None:
                 # Before connect(): a sign-out racing the handshake still finds this socket.
                 await get_hub().join(self, [sessions.auth_group(user.pk)])
-                self._auth_groups = [sessions.auth_group(user.pk)]
+                self._auth_groups = (sessions.auth_group(user.pk),)
             await self.connect()
         except DenyConnection:
             await self.close()

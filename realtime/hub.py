@@ -73,7 +73,7 @@ class Hub:
             self.healthy = False
             self._wake.set()
 
-    async def leave(self, socket: HubSocket, groups: list[str]) -> None:
+    async def leave(self, socket: HubSocket, groups: "list[str] | tuple[str, ...]") -> None:
         async with self._lock:
             for group in groups:
                 members = self.members.get(group)
