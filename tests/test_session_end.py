@@ -43,7 +43,7 @@ async def assert_session_ended(s: Socket) -> None:
 
 async def test_sign_out_closes_that_sessions_sockets_only(make_user):
     alice = await db(make_user)("alice")
-    await db(Room.objects.create)(name="lobby")
+    await db(Room.objects.get_or_create)(name="lobby")
     laptop, phone = await db(signed_in_client)(alice), await db(signed_in_client)(alice)
     inform, chat = await open_with(laptop), await open_with(laptop, "/ws/chat/lobby/")
     await chat.recv_until("presence")
