@@ -9,6 +9,8 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from mblog.envfile import parse as parse_env_file
 
@@ -128,6 +130,11 @@ if REDIS_URL:
                         "socket_connect_timeout": 2,
                         "socket_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=5.0),
                         "health_check_interval": 10,
+                        # A command that meets a connection Redis closed (it restarted while
+                        # this one was idle) reconnects and is sent again: otherwise a
+                        # worker's first push after a restart is lost with no subscriber
+                        # ever noticing (tests/test_faults.py, stale sender).
+                        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
                     }
                 ],
                 "prefix": env.str("CHANNEL_LAYER_PREFIX", default="mblog"),

@@ -473,6 +473,44 @@ def test_postgres_restarted_under_open_sockets(private_redis, make_user):
     assert_delivered(open_numbers, resume_numbers, closed)
 
 
+# --- 5b. a sender whose Redis connection went stale ---------------------------------
+
+
+def test_a_sender_with_a_stale_redis_connection_loses_nothing(private_redis, make_user):
+    """Redis restarts while a long-lived sender (a worker) is idle; daphne's hub notices
+    at once (its subscriber connection drops) and heals before anything is lost. The
+    sender's next push then goes out over its stale connection: nothing else would ever
+    tell the hub that this push failed, so the sender must retry it on a new connection."""
+    user = make_user("quiet")
+    env = server_env(private_redis)
+    server = Daphne(env, name="faults-stale-sender").start()
+    pusher = Pusher(env, "--serve")
+    tab = Tab(server.url, session_cookie_for(user), reconnect=False, name="stale-sender")
+    try:
+        tab.user = user
+        tab.start()
+        assert tab.ready.wait(15) and tab.failure is None, tab.failure
+        pusher.push(user.username, 1)  # the sender's connection is now open
+        wait_until(lambda: len(tab.snapshot()) == 1, 15, "the first push")
+        answers = tab.sync_answers()
+        private_redis.kill()
+        private_redis.start()
+        wait_until(lambda: tab.sync_answers() > answers, 20, "the hub to heal after the restart")
+        pusher.push(user.username, 1)  # over the connection Redis closed when it went away
+        try:
+            wait_until(lambda: len(tab.snapshot()) == 2, 10, "the push after the restart")
+        except AssertionError:
+            pass
+        expected = stream_ids(user)
+        numbers = tally([tab], {tab: expected})
+        figure("stale-sender/open", **numbers)
+    finally:
+        pusher.kill()
+        tab.stop()
+        server.stop()
+    assert len(expected) == 2 and numbers["lost"] == 0, numbers
+
+
 # --- 6. churn -----------------------------------------------------------------------
 
 CYCLES = 10_000
