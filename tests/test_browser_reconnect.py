@@ -22,6 +22,8 @@ def test_page_reconnects_after_a_server_restart_and_loses_nothing(browser, make_
         name, value = session_cookie_for(alice).split("=", 1)
         ctx.add_cookies([{"name": name, "value": value, "url": server.url}])
         page = ctx.new_page()
+        sockets = []
+        page.on("websocket", lambda ws: sockets.append(ws))
         page.goto(server.url + "/inform/")
         status = page.locator("#live-status")
         expect(status).to_have_text("live")
@@ -41,8 +43,9 @@ def test_page_reconnects_after_a_server_restart_and_loses_nothing(browser, make_
         expect(items).to_have_count(2)
         expect(items.first).to_contain_text("sent live")  # newest first
         expect(page.locator("#inform-badge")).to_have_text("2")
-        page.evaluate("window.mblogInform.send({type: 'sync', after: 0})")  # a replay shows nothing twice
-        page.wait_for_timeout(500)
+        # A replay shows nothing twice: ask for everything again and wait for the answer's end.
+        with sockets[-1].expect_event("framereceived", predicate=lambda payload: '"synced"' in str(payload)):
+            page.evaluate("window.mblogInform.send({type: 'sync', after: 0})")
         expect(items).to_have_count(2)
         expect(page.locator("#inform-badge")).to_have_text("2")
     finally:

@@ -74,7 +74,8 @@ def test_two_people_chat_live_and_markup_stays_inert(browser, live_url, login, m
         for i in range(3):
             say(b, f"while you were away {i}")
         expect(b.locator("#chat-log .chat-msg")).to_have_count(7)
-        a.wait_for_timeout(1000)  # a reconnect attempt or two fail meanwhile
+        with a.expect_websocket(timeout=15000):
+            pass  # a reconnect attempt is made (and fails) while offline
         alice_ctx.set_offline(False)
         expect(a.locator("#chat-status")).to_have_text("live", timeout=15000)
         expect(a.locator("#chat-log .chat-msg")).to_have_count(7)
