@@ -78,6 +78,7 @@ def chat_message_post(*, room: Room, author, text: str, budgeted: bool = False) 
                 actor=author,
                 text=f"{author.username} mentioned you in #{room.name}: {text[:120]}",
                 url=room.get_absolute_url(),
+                topic=f"room:{room.id}",
             )
     return m
 

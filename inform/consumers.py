@@ -13,6 +13,7 @@ from realtime.frames import error_frame
 from realtime.hub import get_hub
 
 from . import frames, push, selectors, services
+from .models import Verb
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class InformConsumer(GuardedConsumer):
             self.sync_lock = asyncio.Lock()  # one sync or catch-up at a time
             self.sent_bound_sync: asyncio.Future | None = None
             self.opened_at = timezone.now()
+            self.site_updates_off = False  # the person's preference, read at every sync
         try:
             await get_hub().join(self, self.hub_groups)
         except Exception as exc:
@@ -63,6 +65,8 @@ class InformConsumer(GuardedConsumer):
 
     async def deliver(self, message: dict, frame: dict) -> None:
         if frame.get("type") == "inform" and self.is_signed_in:
+            if self.site_updates_off and frame.get("verb") == Verb.SITE_UPDATE:
+                return  # not in this person's stream
             frame_id = frame["id"]
             if frame_id in self.sent or (self.stable is not None and frame_id <= self.stable):
                 return  # a sync already sent it
@@ -98,7 +102,7 @@ class InformConsumer(GuardedConsumer):
                 # nothing can be caught up exactly; the client reloads its state.
                 self.stable, self.sent = upto, set()
                 await self.send_frame(frames.reset_frame(upto))
-                await self.send_frame(frames.unread_frame(await database_sync_to_async(selectors.unread_count)(self.user)))
+                await self.send_frame(frames.unread_frame(await database_sync_to_async(selectors.counters)(self.user)))
                 return
             while True:
                 batch = await database_sync_to_async(selectors.notifications_between)(self.user, after, upto, SYNC_BATCH)
@@ -111,10 +115,11 @@ class InformConsumer(GuardedConsumer):
                 after = batch[-1].id
                 if not await self.drained():
                     return
-            unread = await database_sync_to_async(selectors.unread_count)(self.user)
+            counters = await database_sync_to_async(selectors.counters)(self.user)
+            self.site_updates_off = await database_sync_to_async(selectors.site_updates_off)(self.user)
             self.stable = upto if self.stable is None else max(self.stable, upto)
             self.sent = {i for i in self.sent if i > self.stable}
-            await self.send_frame(frames.unread_frame(unread))
+            await self.send_frame(frames.unread_frame(counters))
             await self.send_frame(frames.synced_frame(self.stable))
 
     async def _sync_to_bound_sent(self) -> None:

@@ -16,7 +16,9 @@ def _iso(dt: datetime) -> str:
     return dt.isoformat()
 
 
-def inform_frame(n: Notification, unread: int | None = None) -> dict:
+def inform_frame(n: Notification, counters=None) -> dict:
+    """`counters` (selectors.Counters), when given, adds the absolute `unread` and
+    `unseen` after this notification."""
     frame = {
         "type": "inform",
         "id": n.id,
@@ -26,13 +28,14 @@ def inform_frame(n: Notification, unread: int | None = None) -> dict:
         "url": n.url,
         "created": _iso(n.created),
     }
-    if unread is not None:
-        frame["unread"] = unread
+    if counters is not None:
+        frame["unread"], frame["unseen"] = counters.unread, counters.unseen
     return frame
 
 
-def unread_frame(unread: int) -> dict:
-    return {"type": "unread", "unread": unread}
+def unread_frame(counters) -> dict:
+    """The full counter state (selectors.Counters): a client never adds or subtracts."""
+    return {"type": "unread", "unread": counters.unread, "unseen": counters.unseen}
 
 
 def reset_frame(cursor: int) -> dict:

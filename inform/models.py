@@ -9,6 +9,27 @@ class Verb(models.TextChoices):
     SITE_UPDATE = "site_update"
 
 
+class Kind(models.TextChoices):
+    """What a person can turn on or off. Verbs, plus chat mentions apart from mentions
+    in posts (a mention whose topic is a chat room)."""
+
+    FOLLOW = "follow", "Follows"
+    REPLY = "reply", "Replies"
+    MENTION = "mention", "Mentions in posts and replies"
+    SITE_UPDATE = "site_update", "Site updates"
+    CHAT_MENTION = "chat_mention", "Mentions in chat"
+
+
+def kind_of(verb: str, topic: str = "") -> str:
+    return Kind.CHAT_MENTION if verb == Verb.MENTION and topic.startswith("room:") else verb
+
+
+class Delivery(models.TextChoices):
+    SITE = "site", "On site"
+    EMAIL = "email", "On site and by email"
+    OFF = "off", "Off"
+
+
 class Notification(models.Model):
     """One inform event. Its id is the resume point of every stream it belongs to.
 
@@ -25,6 +46,8 @@ class Notification(models.Model):
     verb = models.CharField(max_length=20, choices=Verb.choices)
     text = models.CharField(max_length=500)
     url = models.CharField(max_length=500, blank=True)
+    # What it is about ("post:9", "room:3"): muting or watching that topic applies to it.
+    topic = models.CharField(max_length=100, blank=True, default="")
     created = models.DateTimeField(auto_now_add=True)
     read_at = models.DateTimeField(null=True, blank=True)  # personal notifications only
 
@@ -71,3 +94,56 @@ class SiteUpdate(Notification):
 
     class Meta:
         proxy = True
+
+
+def _delivery_field():
+    return models.CharField(max_length=5, choices=Delivery.choices, default=Delivery.SITE)
+
+
+class InformState(models.Model):
+    """A person's inform state: how each kind reaches them and what they have seen.
+
+    No row means the defaults (everything on site, nothing seen): readers join it with
+    defaults rather than create it."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    # The badge counts unread notifications with a higher id (unseen); the list and the
+    # menu move it up when they are opened.
+    seen_upto = models.BigIntegerField(default=0)
+    follow = _delivery_field()
+    reply = _delivery_field()
+    mention = _delivery_field()
+    site_update = _delivery_field()
+    chat_mention = _delivery_field()
+
+    def __str__(self) -> str:
+        return f"inform state of user {self.user_id}"
+
+
+class PersonMute(models.Model):
+    """Nothing that `muted` does notifies `user` (site updates excepted)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    muted = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "muted"], name="person_mute_once")]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id} muted user {self.muted_id}"
+
+
+class TopicPreference(models.Model):
+    """Watching a topic (every reply under that post notifies you) or muting it (nothing
+    about it does)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    topic = models.CharField(max_length=100)
+    watch = models.BooleanField()  # False: muted
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "topic"], name="topic_preference_once")]
+        indexes = [models.Index(fields=["topic"], condition=models.Q(watch=True), name="topic_watchers")]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id} {'watches' if self.watch else 'muted'} {self.topic}"

@@ -16,18 +16,18 @@ def user_group(user_id: int) -> str:
 
 
 def notify_informs(notifications: Iterable) -> None:
-    """Push stored personal notifications to their recipients, with the unread count."""
+    """Push stored personal notifications to their recipients, with their counters."""
     notifications = list(notifications)
 
     def push() -> None:
-        from .selectors import unread_counts
+        from .selectors import counters_of
 
         # Counts read after commit, with the recipients' stored read watermarks (another
         # tab's read_all may have moved them); a recipient deleted since has no count.
-        counts = unread_counts({n.recipient_id for n in notifications})
+        counts = counters_of({n.recipient_id for n in notifications})
         for n in notifications:
             if n.recipient_id in counts:
-                frame = frames.inform_frame(n, unread=counts[n.recipient_id])
+                frame = frames.inform_frame(n, counters=counts[n.recipient_id])
                 transport.group_send(user_group(n.recipient_id), {"frame": frame}, after_commit=False)
 
     transport.on_commit(push)
@@ -50,12 +50,12 @@ def notify_feed(*, key: str, event: str, actor: str | None, text: str, url: str,
 
 
 def notify_unread(user) -> None:
-    """Every socket of the user learns the absolute unread count (read in another tab)."""
+    """Every socket of the user learns the absolute counters (read or seen in another tab)."""
 
     def push() -> None:
-        from .selectors import unread_count
+        from .selectors import counters
 
-        frame = frames.unread_frame(unread_count(user))
+        frame = frames.unread_frame(counters(user))
         transport.group_send(user_group(user.pk), {"frame": frame}, after_commit=False)
 
     transport.on_commit(push)

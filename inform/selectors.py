@@ -2,12 +2,14 @@
 updates published after they joined, ordered by id."""
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Exists, Max, OuterRef, Q, QuerySet
+from django.db.models import Exists, Max, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 
-from .models import Notification, SiteUpdateRead
+from .models import Delivery, InformState, Kind, Notification, PersonMute, SiteUpdateRead, TopicPreference
 
 UNREAD_COUNTS_BATCH = 500  # users per query (SQLite caps the parameters of one statement)
 
@@ -19,8 +21,10 @@ def latest_notification_id() -> int:
 
 
 def stream(user) -> QuerySet[Notification]:
+    """Site updates are left out for a person who turned them off."""
+    site_off = InformState.objects.filter(user=user, site_update=Delivery.OFF)
     return Notification.objects.filter(
-        Q(recipient=user) | Q(recipient__isnull=True, id__gt=user.site_since)
+        Q(recipient=user) | Q(Q(recipient__isnull=True, id__gt=user.site_since), ~Exists(site_off))
     )
 
 
@@ -36,40 +40,113 @@ def is_read(user, n: Notification) -> bool:
     return n.id <= user.site_read_upto or getattr(n, "site_receipt", False)
 
 
+def site_updates_off(user) -> bool:
+    return InformState.objects.filter(user=user, site_update=Delivery.OFF).exists()
+
+
+def preferences(user) -> InformState:
+    """The person's state, or the defaults (unsaved) when they never changed anything."""
+    return InformState.objects.filter(user=user).first() or InformState(user=user)
+
+
+def mutes(user) -> tuple[list, list[TopicPreference]]:
+    """Muted people (users) and the watched or muted topics, for the settings page."""
+    people = [m.muted for m in PersonMute.objects.filter(user=user).select_related("muted").order_by("muted__username")]
+    return people, list(TopicPreference.objects.filter(user=user).order_by("topic"))
+
+
+class Counters(NamedTuple):
+    """unread: not opened or marked read; unseen: the unread ones newer than the last
+    time the person opened the menu or the list (what the badge shows)."""
+
+    unread: int = 0
+    unseen: int = 0
+
+
 def unread_count(user) -> int:
     """The user's unread count, with the read watermark as stored (not the caller's copy)."""
-    return unread_counts([user.pk]).get(user.pk, 0)
+    return counters(user).unread
 
 
-def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:
-    """Unread counts of these users, one query per UNREAD_COUNTS_BATCH of them. Each half
-    of the sum is served by its own partial index (inform_unread for personal rows,
-    inform_site_updates for site updates).
+def counters(user) -> Counters:
+    """The user's counters (one query), from the stored watermarks."""
+    return counters_of([user.pk]).get(user.pk, Counters())
+
+
+def counters_of(user_ids: Iterable[int]) -> dict[int, Counters]:
+    """Counters of these users, one query per UNREAD_COUNTS_BATCH of them. The personal
+    halves are served by the partial index inform_unread, the site-update halves by
+    inform_site_updates.
 
     Plain SQL because it runs for every pushed notification: the ORM spent more CPU
     building the equivalent query than the database spent answering it
     (docs/performance.md)."""
     ids = [int(i) for i in user_ids]
-    counts: dict[int, int] = {}
+    result: dict[int, Counters] = {}
     User = get_user_model()
+    greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+    notifications, receipts = Notification._meta.db_table, SiteUpdateRead._meta.db_table
+    site_unread = f"""(SELECT COUNT(*) FROM {notifications} s
+                WHERE s.recipient_id IS NULL AND COALESCE(st.site_update, 'site') <> 'off'
+                  AND s.id > {greatest}(u.site_since, u.site_read_upto{{seen}})
+                  AND NOT EXISTS (SELECT 1 FROM {receipts} r
+                                  WHERE r.user_id = u.id AND r.notification_id = s.id))"""
     for start in range(0, len(ids), UNREAD_COUNTS_BATCH):
         batch = ids[start : start + UNREAD_COUNTS_BATCH]
         sql = f"""
             SELECT u.id,
-              (SELECT COUNT(*) FROM {Notification._meta.db_table} n
+              (SELECT COUNT(*) FROM {notifications} n
                 WHERE n.recipient_id = u.id AND n.read_at IS NULL)
-              + (SELECT COUNT(*) FROM {Notification._meta.db_table} s
-                WHERE s.recipient_id IS NULL
-                  AND s.id > (CASE WHEN u.site_since > u.site_read_upto THEN u.site_since ELSE u.site_read_upto END)
-                  AND NOT EXISTS (SELECT 1 FROM {SiteUpdateRead._meta.db_table} r
-                                  WHERE r.user_id = u.id AND r.notification_id = s.id))
-            FROM {User._meta.db_table} u
+              + {site_unread.format(seen="")},
+              (SELECT COUNT(*) FROM {notifications} n
+                WHERE n.recipient_id = u.id AND n.read_at IS NULL AND n.id > COALESCE(st.seen_upto, 0))
+              + {site_unread.format(seen=", COALESCE(st.seen_upto, 0)")}
+            FROM {User._meta.db_table} u LEFT JOIN {InformState._meta.db_table} st ON st.user_id = u.id
             WHERE u.id IN ({", ".join(["%s"] * len(batch))})
         """
         with connection.cursor() as cursor:
             cursor.execute(sql, batch)
-            counts.update(cursor.fetchall())
-    return counts
+            result.update((uid, Counters(unread, unseen)) for uid, unread, unseen in cursor.fetchall())
+    return result
+
+
+def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:
+    return {uid: c.unread for uid, c in counters_of(user_ids).items()}
+
+
+class Recipient(NamedTuple):
+    id: int
+    email: str
+    delivery: str  # Delivery.SITE or Delivery.EMAIL
+
+
+def recipients(user_ids: Iterable[int], *, kind: str, actor_id: int | None, topic: str) -> list[Recipient]:
+    """Who of these users is to be told about something of this kind, by this actor, on
+    this topic, and how; plus, for replies, whoever watches the topic. In the order
+    given, watchers after. One query: this runs for every notification sent."""
+    ids = [int(i) for i in user_ids]
+    who = Q(pk__in=ids)
+    if topic and kind == Kind.REPLY:
+        who |= Q(pk__in=TopicPreference.objects.filter(topic=topic, watch=True).values("user_id"))
+    state = InformState.objects.filter(user=OuterRef("pk"))
+    rows = get_user_model().objects.filter(who).annotate(
+        delivery=Coalesce(Subquery(state.values(kind)[:1]), Value(Delivery.SITE.value)),
+        muted_actor=Exists(PersonMute.objects.filter(user=OuterRef("pk"), muted_id=actor_id))
+        if actor_id
+        else Value(False),
+        muted_topic=Exists(TopicPreference.objects.filter(user=OuterRef("pk"), topic=topic, watch=False))
+        if topic
+        else Value(False),
+    )
+    found = {
+        pk: Recipient(pk, email, delivery)
+        for pk, email, delivery, muted_actor, muted_topic in rows.values_list(
+            "pk", "email", "delivery", "muted_actor", "muted_topic"
+        )
+        if delivery != Delivery.OFF and not muted_actor and not muted_topic and pk != actor_id
+    }
+    order = {pk: i for i, pk in enumerate(dict.fromkeys(ids))}
+    return sorted(found.values(), key=lambda r: (order.get(r.id, len(order)), r.id))
 
 
 def notifications_between(user, after: int, upto: int, limit: int) -> list[Notification]:

@@ -12,9 +12,19 @@ from django.utils import timezone
 from mblog.errors import ApplicationError
 from realtime import ordering
 
-from . import push
-from .models import Notification, SiteUpdateRead, Verb
-from .selectors import latest_notification_id, stream, unread_count
+from . import emails, push
+from .models import (
+    Delivery,
+    InformState,
+    Kind,
+    Notification,
+    PersonMute,
+    SiteUpdateRead,
+    TopicPreference,
+    Verb,
+    kind_of,
+)
+from .selectors import latest_notification_id, recipients, stream, unread_count
 
 User = get_user_model()
 
@@ -24,6 +34,7 @@ class InformError(ApplicationError):
 
 
 MAX_URL_LENGTH = Notification._meta.get_field("url").max_length
+TOPIC = re.compile(r"(post|room):[0-9]{1,18}")
 _URL_UNSAFE_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 
 
@@ -62,12 +73,19 @@ def send_inform(
     everyone: bool = False,
     url: str = "",
     actor: "User | None" = None,
+    topic: str = "",
 ) -> list[Notification]:
     """Store notifications and push them once the surrounding transaction commits.
 
     `to`: one user or several, each gets a personal notification. `everyone=True`: one
     site update, stored once, in every user's stream and pushed to every open socket.
-    Callable from sync code anywhere; async code uses asend_inform.
+    `topic` ("post:9", "room:3") is what it is about.
+
+    Each person's preferences decide here, so no caller can forget them: a kind they
+    turned off, a muted actor or a muted topic stores nothing for them; watchers of the
+    topic are told about replies too; "by email" also sends an email after commit.
+    Nobody is told about their own actions. Callable from sync code anywhere; async code
+    uses asend_inform.
     """
     if verb not in Verb.values:
         raise InformError(f"unknown verb {verb!r}; known: {', '.join(Verb.values)}")
@@ -77,19 +95,32 @@ def send_inform(
     if not text:
         raise InformError("text must not be empty")
     url = clean_url(url)
+    if topic and not TOPIC.fullmatch(topic):
+        raise InformError(f"topic is post:<id> or room:<id>, got {topic[:40]!r}")
+    if everyone:
+        with transaction.atomic():
+            ordering.take_turn("inform")
+            n = Notification.objects.create(verb=verb, text=text[:500], url=url, actor=actor, topic=topic)
+            push.notify_site_update(n)
+            emails.send_site_update_after_commit(n)
+            return [n]
+    users = [to] if isinstance(to, User) else list(to)
+    kind = kind_of(verb, topic)
+    told = recipients([u.pk for u in users], kind=kind, actor_id=actor.pk if actor else None, topic=topic)
+    if not told:
+        return []
     with transaction.atomic():
         ordering.take_turn("inform")
-        if everyone:
-            n = Notification.objects.create(verb=verb, text=text[:500], url=url, actor=actor)
-            push.notify_site_update(n)
-            return [n]
-        recipients = [to] if isinstance(to, User) else list(to)
-        created = [
-            Notification.objects.create(recipient=r, verb=verb, text=text[:500], url=url, actor=actor)
-            for r in recipients
-            if actor is None or r.pk != actor.pk  # nobody is told about their own actions
-        ]
+        created = Notification.objects.bulk_create(
+            [
+                Notification(recipient_id=r.id, verb=verb, text=text[:500], url=url, actor=actor, topic=topic)
+                for r in told
+            ]
+        )
         push.notify_informs(created)
+        emails.send_after_commit(
+            [(n, r.email) for n, r in zip(created, told, strict=True) if r.delivery == Delivery.EMAIL and r.email]
+        )
         return created
 
 
@@ -135,3 +166,58 @@ def notifications_mark_all_read(user) -> int:
         SiteUpdateRead.objects.filter(user=user).delete()
         push.notify_unread(user)
         return unread_count(user)
+
+
+def notifications_mark_seen(user, upto: int) -> None:
+    """The person opened the menu or the list showing everything up to `upto` (a resume
+    point the server gave): those are no longer new (the badge), though they stay
+    unread. Never moves back; every tab hears the new counters."""
+    upto = int(upto)
+    with transaction.atomic():
+        moved = InformState.objects.filter(user=user, seen_upto__lt=upto).update(seen_upto=upto)
+        if not moved:
+            moved = upto > 0 and InformState.objects.get_or_create(user=user, defaults={"seen_upto": upto})[1]
+        if moved:
+            push.notify_unread(user)
+
+
+# --- preferences ------------------------------------------------------------------
+
+
+def preferences_save(user, deliveries: dict[str, str]) -> InformState:
+    """How each kind reaches the person (Kind → Delivery). Turning site updates off or on
+    changes the person's stream and counters: every tab hears them."""
+    unknown = [k for k, v in deliveries.items() if k not in Kind.values or v not in Delivery.values]
+    if unknown:
+        raise InformError(f"unknown kind or delivery: {unknown[:5]}")
+    with transaction.atomic():
+        state, _ = InformState.objects.select_for_update().get_or_create(user=user)
+        site_update_was = state.site_update
+        for kind, delivery in deliveries.items():
+            setattr(state, kind, delivery)
+        state.save()
+        if (site_update_was == Delivery.OFF) != (state.site_update == Delivery.OFF):
+            push.notify_unread(user)
+    return state
+
+
+def person_mute(user, muted, on: bool = True) -> None:
+    if muted.pk == user.pk:
+        raise InformError("you cannot mute yourself")
+    if on:
+        PersonMute.objects.get_or_create(user=user, muted=muted)
+    else:
+        PersonMute.objects.filter(user=user, muted=muted).delete()
+
+
+def topic_set(user, topic: str, state: str) -> None:
+    """state: "watch" (every reply under it notifies you), "mute" (nothing about it
+    does) or "" (the default: replies to you and mentions of you)."""
+    if not TOPIC.fullmatch(topic or ""):
+        raise InformError(f"not a topic: {topic[:40]!r}")
+    if state not in ("watch", "mute", ""):
+        raise InformError("state is watch, mute or empty")
+    if state:
+        TopicPreference.objects.update_or_create(user=user, topic=topic, defaults={"watch": state == "watch"})
+    else:
+        TopicPreference.objects.filter(user=user, topic=topic).delete()

@@ -72,25 +72,33 @@ def announce_follow(follow: Follow) -> None:
 def announce_post(post: Post) -> None:
     author = post.author
     push.notify_feed(**feed.post_item(post).as_dict())
-    _announce_mentions(author, post.body, post.get_absolute_url(), post.title, exclude=set())
+    _announce_mentions(author, post.body, post.get_absolute_url(), post, exclude=set())
 
 
 def announce_reply(reply: Reply) -> None:
+    """The replied-to person and whoever watches the post (send_inform adds them)."""
     author, url = reply.author, reply.get_absolute_url()
     target = reply.parent.author if reply.parent_id else reply.post.author
-    if target.pk != author.pk:
-        send_inform(
-            to=target, verb=Verb.REPLY, actor=author,
-            text=f"{author.username} replied to “{reply.post.title}”: {excerpt(reply.body)}", url=url,
-        )
+    told = send_inform(
+        to=[target] if target.pk != author.pk else [], verb=Verb.REPLY, actor=author,
+        text=f"{author.username} replied to “{reply.post.title}”: {excerpt(reply.body)}", url=url,
+        topic=topic_of(reply.post),
+    )
     push.notify_feed(**feed.reply_item(reply).as_dict())
-    _announce_mentions(author, reply.body, url, reply.post.title, exclude={target.pk})
+    # One notification per person for one reply: the reply one says it already.
+    _announce_mentions(author, reply.body, url, reply.post, exclude={target.pk, *(n.recipient_id for n in told)})
 
 
-def _announce_mentions(author: User, text: str, url: str, title: str, *, exclude: set[int]) -> None:
+def topic_of(post: Post) -> str:
+    """What muting or watching a post is about (inform preferences)."""
+    return f"post:{post.pk}"
+
+
+def _announce_mentions(author: User, text: str, url: str, post: Post, *, exclude: set[int]) -> None:
     users = [u for u in mentioned_users(text) if u.pk not in exclude and u.pk != author.pk]
     if users:
         send_inform(
             to=users, verb=Verb.MENTION, actor=author,
-            text=f"{author.username} mentioned you in “{title}”: {excerpt(text)}", url=url,
+            text=f"{author.username} mentioned you in “{post.title}”: {excerpt(text)}", url=url,
+            topic=topic_of(post),
         )

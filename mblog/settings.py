@@ -220,6 +220,16 @@ CHAT_PRESENCE_HEARTBEAT = env.float("CHAT_PRESENCE_HEARTBEAT", default=15.0)
 CHAT_PRESENCE_STALE = env.float("CHAT_PRESENCE_STALE", default=45.0)
 # How often each process checks that its layer subscription still delivers (seconds).
 INFORM_HUB_PROBE_INTERVAL = env.float("INFORM_HUB_PROBE_INTERVAL", default=2.0)
+# `manage.py inform_expire` removes read notifications older than this (unread ones stay).
+INFORM_EXPIRE_READ_AFTER_DAYS = env.int("INFORM_EXPIRE_READ_AFTER_DAYS", default=90)
+
+# Notifications by email (for kinds a person set to "by email"): links point at this site.
+INFORM_EMAIL_SITE_URL = env.str("INFORM_EMAIL_SITE_URL", default="http://127.0.0.1:8000")
+EMAIL_BACKEND = env.str("DJANGO_EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env.str("DJANGO_EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("DJANGO_EMAIL_PORT", default=25)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="mblog <noreply@localhost>")
 
 LOGGING = {
     "version": 1,

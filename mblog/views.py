@@ -134,7 +134,13 @@ def post_detail(request, pk):
     return render(
         request,
         "mblog/post_detail.html",
-        {"post": post, "replies": replies, "form": form, "known_names": selectors.mentioned_names(post, replies)},
+        {
+            "post": post,
+            "replies": replies,
+            "form": form,
+            "known_names": selectors.mentioned_names(post, replies),
+            "post_topic": services.topic_of(post),
+        },
     )
 
 

@@ -7,13 +7,14 @@ import pytest
 from channels.db import database_sync_to_async as db
 
 from inform import frames
+from inform.selectors import Counters
 from inform.services import send_inform
 from mblog import services as blog
 from realtime.frames import BadFrame, dumps, error_frame
 
 # CONTRACT.md, "WebSocket" section.
-INFORM = {"type", "id", "verb", "actor", "text", "url", "created"}  # + optional "unread"
-UNREAD = {"type", "unread"}
+INFORM = {"type", "id", "verb", "actor", "text", "url", "created"}  # + optional "unread" and "unseen"
+UNREAD = {"type", "unread", "unseen"}
 FEED = {"type", "key", "event", "actor", "text", "url", "created"}  # key: added for backfill
 ERROR = {"type", "code", "detail"}
 SYNCED = {"type", "cursor"}  # ends every sync: the resume point
@@ -25,16 +26,16 @@ def check(frame: dict) -> str:
     kind = frame["type"]
     keys = set(frame)
     if kind == "inform":
-        assert keys in (INFORM, INFORM | {"unread"}), keys
+        assert keys in (INFORM, INFORM | {"unread", "unseen"}), keys
         assert isinstance(frame["id"], int) and frame["id"] > 0
         assert frame["verb"] in VERBS
         assert frame["actor"] is None or isinstance(frame["actor"], str)
         assert isinstance(frame["text"], str) and isinstance(frame["url"], str)
         datetime.fromisoformat(frame["created"])
         if "unread" in frame:
-            assert isinstance(frame["unread"], int) and frame["unread"] >= 0
+            assert isinstance(frame["unread"], int) and 0 <= frame["unseen"] <= frame["unread"]
     elif kind == "unread":
-        assert keys == UNREAD and isinstance(frame["unread"], int) and frame["unread"] >= 0
+        assert keys == UNREAD and isinstance(frame["unread"], int) and 0 <= frame["unseen"] <= frame["unread"]
     elif kind == "feed":
         assert keys == FEED, keys
         assert frame["event"] in {"post", "reply", "site_update"}
@@ -95,9 +96,9 @@ def test_builders_match_the_contract(make_user):
     (n,) = send_inform(to=alice, verb="follow", text="x", actor=bob, url="/u/bob/")
     (s,) = send_inform(everyone=True, verb="site_update", text="y")
     assert check(frames.inform_frame(n)) == "inform"
-    assert set(frames.inform_frame(n, unread=3)) == INFORM | {"unread"}
+    assert set(frames.inform_frame(n, counters=Counters(3, 1))) == INFORM | {"unread", "unseen"}
     assert frames.inform_frame(s)["actor"] is None
-    assert check(frames.unread_frame(0)) == "unread"
+    assert check(frames.unread_frame(Counters(0, 0))) == "unread"
     assert check(frames.site_update_feed_frame(s)) == "feed"
     assert check(frames.feed_frame(key="post:1", event="post", actor="a", text="t", url="/", created=n.created)) == "feed"
     assert check(error_frame("bad_request", "why")) == "error"

@@ -87,9 +87,9 @@ def test_notifications_with_a_huge_after_is_not_a_server_error(as_alice, alice, 
 
 
 def test_unread(as_alice, alice, bob):
-    assert as_alice.get(f"{API}/unread/").json() == {"unread": 0}
+    assert as_alice.get(f"{API}/unread/").json() == {"unread": 0, "unseen": 0}
     fill(alice, bob)
-    assert as_alice.get(f"{API}/unread/").json() == {"unread": 5}
+    assert as_alice.get(f"{API}/unread/").json() == {"unread": 5, "unseen": 5}
     assert as_alice.post(f"{API}/unread/").status_code == 405
 
 
@@ -100,10 +100,11 @@ def test_read_ids_and_all_with_csrf(alice, bob):
     ns = fill(alice, bob)
     c, token = csrf_client(alice)
     r = post_json(c, f"{API}/read/", {"ids": [ns[0].id, ns[-1].id]}, token)
-    assert r.status_code == 200 and r.json() == {"unread": 3}
-    assert c.get(f"{API}/unread/").json() == {"unread": 3}
+    # (csrf_client opened the list: everything was seen, and stays unread until read)
+    assert r.status_code == 200 and r.json() == {"unread": 3, "unseen": 0}
+    assert c.get(f"{API}/unread/").json() == {"unread": 3, "unseen": 0}
     r = post_json(c, f"{API}/read/", {"all": True}, token)
-    assert r.status_code == 200 and r.json() == {"unread": 0}
+    assert r.status_code == 200 and r.json() == {"unread": 0, "unseen": 0}
     alice.refresh_from_db()
     assert selectors.unread_count(alice) == 0
     assert selectors.unread_count(bob) == 3  # bob's own and both site updates

@@ -35,7 +35,7 @@ astate = db(state)
 async def still_works(s, unread: int) -> None:
     latest = await db(latest_notification_id)()
     await s.send({"type": "sync", "after": latest})
-    assert await s.recv() == {"type": "unread", "unread": unread}
+    assert await s.recv() == {"type": "unread", "unread": unread, "unseen": unread}
     assert await s.recv() == {"type": "synced", "cursor": latest}
 
 

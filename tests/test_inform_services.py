@@ -45,7 +45,7 @@ def test_send_to_one_user_stores_a_row_and_pushes_it(capture_pushes, make_user):
     assert pushes == [
         (f"user.{alice.pk}", {"frame": {
             "type": "inform", "id": n.id, "verb": "follow", "actor": "bob", "text": "bob followed you",
-            "url": "/u/bob/", "created": n.created.isoformat(), "unread": 1,
+            "url": "/u/bob/", "created": n.created.isoformat(), "unread": 1, "unseen": 1,
         }}),
     ]
     row = Notification.objects.get(pk=n.id)
@@ -228,7 +228,7 @@ def test_mark_read_ids_personal_and_site_updates(capture_pushes, make_user):
         left = services.notifications_mark_read(alice, [personal[0].id, site[1].id])
     assert left == 3 and unread(alice) == 3
     # every tab of alice learns the count; nobody else hears of it
-    assert pushes == [(f"user.{alice.pk}", {"frame": {"type": "unread", "unread": 3}})]
+    assert pushes == [(f"user.{alice.pk}", {"frame": {"type": "unread", "unread": 3, "unseen": 3}})]
     # bob's site updates are untouched by alice's reads
     assert unread(bob) == 3
     assert SiteUpdateRead.objects.filter(user=alice).count() == 1
@@ -242,7 +242,7 @@ def test_mark_all_read_covers_personal_and_site_updates(capture_pushes, make_use
     services.notifications_mark_read(alice, [])  # nothing to do is fine
     with capture_pushes() as pushes:
         assert services.notifications_mark_all_read(alice) == 0
-    assert pushes.frames(f"user.{alice.pk}") == [{"type": "unread", "unread": 0}] and len(pushes) == 1
+    assert pushes.frames(f"user.{alice.pk}") == [{"type": "unread", "unread": 0, "unseen": 0}] and len(pushes) == 1
     assert unread(alice) == 0 and unread(bob) == 3
     # newer ones count again
     send_inform(everyone=True, verb="site_update", text="later")
@@ -272,7 +272,7 @@ def test_read_with_a_stale_user_object_counts_right(capture_pushes, make_user):
     (n,) = send_inform(to=alice, verb="follow", text="new", actor=bob)
     with capture_pushes() as pushes:
         assert services.notifications_mark_read(stale, [n.id]) == 0
-    assert pushes.frames() == [{"type": "unread", "unread": 0}]
+    assert pushes.frames() == [{"type": "unread", "unread": 0, "unseen": 0}]
 
 
 @on_sockets
@@ -283,13 +283,13 @@ async def test_a_tab_opened_before_another_tab_read_all_reports_the_right_count(
     await db(_seed)(alice, bob)
     t1, t2 = await sockets.open(user=alice), await sockets.open(user=alice)
     await t2.send({"type": "read_all"})
-    assert await t1.recv() == {"type": "unread", "unread": 0}
-    assert await t2.recv() == {"type": "unread", "unread": 0}
+    assert await t1.recv() == {"type": "unread", "unread": 0, "unseen": 0}
+    assert await t2.recv() == {"type": "unread", "unread": 0, "unseen": 0}
     (n,) = await db(send_inform)(to=alice, verb="follow", text="new", actor=bob)
     assert (await t1.recv())["unread"] == 1 and (await t2.recv())["unread"] == 1
     await t1.send({"type": "read", "ids": [n.id]})
-    assert await t1.recv() == {"type": "unread", "unread": 0}
-    assert await t2.recv() == {"type": "unread", "unread": 0}
+    assert await t1.recv() == {"type": "unread", "unread": 0, "unseen": 0}
+    assert await t2.recv() == {"type": "unread", "unread": 0, "unseen": 0}
 
 
 # --- the socket protocol ------------------------------------------------------------
@@ -302,11 +302,11 @@ async def test_unread_frames_reach_every_socket_of_the_user(sockets, make_user):
     t1, t2 = await sockets.open(user=alice), await sockets.open(user=alice)
     b = await sockets.open(user=bob)
     await t1.send({"type": "read", "ids": [personal[0].id, site[0].id]})
-    assert await t1.recv_until("unread") == {"type": "unread", "unread": 3}
-    assert await t2.recv() == {"type": "unread", "unread": 3}
+    assert await t1.recv_until("unread") == {"type": "unread", "unread": 3, "unseen": 3}
+    assert await t2.recv() == {"type": "unread", "unread": 3, "unseen": 3}
     await t2.send({"type": "read_all"})
-    assert await t1.recv() == {"type": "unread", "unread": 0}
-    assert await t2.recv_until("unread") == {"type": "unread", "unread": 0}
+    assert await t1.recv() == {"type": "unread", "unread": 0, "unseen": 0}
+    assert await t2.recv_until("unread") == {"type": "unread", "unread": 0, "unseen": 0}
     assert await b.silent()
     assert await db(unread)(alice) == 0 and await db(unread)(bob) == 3
 
@@ -336,7 +336,7 @@ async def test_sync_returns_everything_after_oldest_first_then_unread(sockets, m
     got = [await a.recv() for _ in range(4)]
     assert [f["type"] for f in got] == ["inform"] * 4
     assert [f["id"] for f in got] == [personal[1].id, personal[2].id, site[0].id, site[1].id]
-    assert await a.recv() == {"type": "unread", "unread": 5}
+    assert await a.recv() == {"type": "unread", "unread": 5, "unseen": 5}
     assert await a.recv() == {"type": "synced", "cursor": await db(latest_notification_id)()}
     assert await a.silent()
     await a.send({"type": "sync", "after": 0})
@@ -352,7 +352,7 @@ async def test_sync_after_the_last_id_is_just_the_count(sockets, make_user):
     _, site = await db(_seed)(alice, bob)
     a = await sockets.open(user=alice)
     await a.send({"type": "sync", "after": site[-1].id})
-    assert await a.recv() == {"type": "unread", "unread": 5}
+    assert await a.recv() == {"type": "unread", "unread": 5, "unseen": 5}
 
 
 @on_sockets
@@ -367,7 +367,7 @@ async def test_sync_pages_through_more_than_one_batch(sockets, make_user):
     await a.send({"type": "sync", "after": 0})
     ids = [(await a.recv())["id"] for _ in range(SYNC_BATCH + 5)]
     assert ids == sorted(set(ids))
-    assert await a.recv() == {"type": "unread", "unread": SYNC_BATCH + 5}
+    assert await a.recv() == {"type": "unread", "unread": SYNC_BATCH + 5, "unseen": SYNC_BATCH + 5}
 
 
 @on_sockets
@@ -382,4 +382,4 @@ async def test_sync_with_bad_after_is_a_bad_request(sockets, make_user, after):
     assert await a.silent()
     # the socket still works
     await a.send({"type": "sync", "after": 0})
-    assert await a.recv() == {"type": "unread", "unread": 0}
+    assert await a.recv() == {"type": "unread", "unread": 0, "unseen": 0}

@@ -17,18 +17,24 @@
 
   // The page was rendered with everything up to data-inform-last; start there.
   let cursor = Math.max(Number(sessionStorage.getItem(STORE) || 0), Number(document.body.dataset.informLast || 0));
-  let unread = badge && badge.textContent.trim() ? Number(badge.textContent) : 0;
+  // Two counters, always set from the server's absolute values: `unread` (not opened or
+  // marked read; the list marks those) and `unseen` (unread and newer than the last time
+  // the menu or the list was opened; the badge and the title show those).
+  let unread = badge && badge.dataset.unread ? Number(badge.dataset.unread) : 0;
+  let unseen = badge && badge.textContent.trim() ? Number(badge.textContent) : 0;
   const seen = new Set();
   let socket = null;
   let opened = false; // a socket has opened before: later opens backfill the feed
   let attempt = 0;
   let retryTimer = null;
 
-  function setUnread(n) {
-    unread = Math.max(0, n);
+  function setCounters(u, s) {
+    unread = Math.max(0, u);
+    unseen = Math.max(0, Math.min(unread, s === undefined ? unseen : s));
     if (!badge) return;
-    badge.textContent = unread ? String(unread) : "";
-    badge.hidden = unread === 0;
+    badge.dataset.unread = String(unread);
+    badge.textContent = unseen ? String(unseen) : "";
+    badge.hidden = unseen === 0;
     showCountInTitle();
   }
 
@@ -112,6 +118,7 @@
     li.append(a, " ", el("time", "", "just now"));
     const form = markReadForm(f.id);
     if (form) li.append(" ", form);
+    li.append(" ", stopLink(f));
     // Newest first: insert above the first item with a smaller id.
     const after = Array.from(list.children).find((c) => Number(c.dataset.id) < f.id);
     list.insertBefore(li, after || null);
@@ -161,8 +168,8 @@
       addToFeed({ key: "site_update:" + f.id, event: "site_update", actor: f.actor, text: f.text, url: f.url,
                   created: f.created });
     }
-    if (typeof f.unread === "number") setUnread(f.unread);
-    else setUnread(unread + 1); // a sync ends with an absolute "unread" frame
+    if (typeof f.unread === "number") setCounters(f.unread, f.unseen);
+    else setCounters(unread + 1, unseen + 1); // a sync ends with an absolute "unread" frame
     addToMenu(f);
     toast(f.text, openUrl(f), f);
     desktopNotify(f);
@@ -222,7 +229,7 @@
 
   const baseTitle = document.title.replace(/^\(\d+\) /, ""); // the server renders the count too
   function showCountInTitle() {
-    document.title = signedIn && unread ? `(${unread}) ${baseTitle}` : baseTitle;
+    document.title = signedIn && unseen ? `(${unseen}) ${baseTitle}` : baseTitle;
   }
 
   // Desktop notifications: only after the person turns them on here, and only when no
@@ -318,6 +325,7 @@
       b.setAttribute("aria-label", "Mark read: " + f.text);
       li.append(b);
     }
+    li.append(stopLink(f));
     return li;
   }
 
@@ -328,6 +336,27 @@
     menuItems.prepend(menuEntry(f, false));
   }
 
+  // "Stop notifying me about this": a page of plain forms (mute the post, the person, the kind).
+  function stopLink(f) {
+    const a = el("a", "stop-link", "Stop these");
+    a.href = "/inform/" + Number(f.id) + "/stop/";
+    a.title = "Stop notifying me about this";
+    a.setAttribute("aria-label", "Stop notifying me about this: " + f.text);
+    return a;
+  }
+
+  // Opening the menu makes what it shows seen (up to the server's cursor), in every tab.
+  async function markSeen(upto) {
+    try {
+      const res = await fetch("/inform/api/seen/", {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+        body: JSON.stringify({ upto: upto }),
+      });
+      if (res.ok) { const c = await res.json(); setCounters(c.unread, c.unseen); }
+    } catch (e) { /* the next counters frame sets the badge */ }
+  }
+
   async function fillMenu() {
     menuItems.setAttribute("aria-busy", "true");
     try {
@@ -336,7 +365,8 @@
       const data = await res.json();
       menuItems.replaceChildren(...data.items.map((f) => menuEntry(f, f.read)));
       if (!data.items.length) menuItems.append(el("li", "empty", "No notifications yet."));
-      setUnread(data.unread);
+      setCounters(data.unread, data.unseen);
+      if (data.unseen) markSeen(data.cursor);
     } catch (e) {
       menuItems.replaceChildren(el("li", "empty", "Could not load notifications."));
     }
@@ -356,7 +386,7 @@
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
       body: JSON.stringify(body),
     });
-    if (res.ok) setUnread((await res.json()).unread);
+    if (res.ok) { const c = await res.json(); setCounters(c.unread, c.unseen); }
   }
 
   async function openMenu() {
@@ -418,7 +448,7 @@
   function handle(frame) {
     switch (frame.type) {
       case "inform": onInform(frame); break;
-      case "unread": setUnread(frame.unread); refreshReadState(); break;
+      case "unread": setCounters(frame.unread, frame.unseen); refreshReadState(); break;
       case "synced": setCursor(frame.cursor); break;
       case "reset": sessionStorage.removeItem(STORE); location.reload(); break;
       case "feed":
@@ -500,6 +530,6 @@
               120000 + Math.random() * 60000);
 
   if (list) list.querySelectorAll(".inform-item").forEach((li) => seen.add(Number(li.dataset.id)));
-  window.mblogInform = { send: send, get cursor() { return cursor; }, get unread() { return unread; }, get socket() { return socket; } };
+  window.mblogInform = { send: send, get cursor() { return cursor; }, get unread() { return unread; }, get unseen() { return unseen; }, get socket() { return socket; } };
   connect();
 })();
