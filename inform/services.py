@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from mblog.errors import ApplicationError
@@ -221,3 +222,46 @@ def topic_set(user, topic: str, state: str) -> None:
         TopicPreference.objects.update_or_create(user=user, topic=topic, defaults={"watch": state == "watch"})
     else:
         TopicPreference.objects.filter(user=user, topic=topic).delete()
+
+
+# --- expiry ---------------------------------------------------------------------------
+
+EXPIRE_BATCH = 2000
+
+
+def notifications_expire(before) -> tuple[int, int]:
+    """Delete read notifications created before `before`: personal ones that are read,
+    site updates that everyone whose stream holds them has read. Unread ones stay, so
+    every counter stays what it was. The newest row always stays: the highest id is
+    every client's resume point (docs/reliability.md), and a lower one would make
+    clients with a later cursor reset. Returns (personal, site updates) removed.
+
+    Batches of EXPIRE_BATCH, each a short transaction that takes the stream's turn, so
+    notifications keep flowing meanwhile."""
+    receipt = SiteUpdateRead.objects.filter(user=OuterRef("pk"), notification_id=OuterRef(OuterRef("pk")))
+    site_off = InformState.objects.filter(user=OuterRef("pk"), site_update=Delivery.OFF)
+    unread_by_someone = (
+        User.objects.filter(site_since__lt=OuterRef("pk"), site_read_upto__lt=OuterRef("pk"))
+        .exclude(Exists(receipt))
+        .exclude(Exists(site_off))
+    )
+    kinds = {
+        "personal": Q(recipient__isnull=False, read_at__isnull=False),
+        "site": Q(recipient__isnull=True) & ~Q(Exists(unread_by_someone)),
+    }
+    removed = {"personal": 0, "site": 0}
+    for kind, condition in kinds.items():
+        while True:
+            with transaction.atomic():
+                ordering.take_turn("inform")  # nothing commits meanwhile: the newest id is final
+                newest = latest_notification_id()
+                ids = list(
+                    Notification.objects.filter(condition, created__lt=before, id__lt=newest)
+                    .order_by("id")
+                    .values_list("id", flat=True)[:EXPIRE_BATCH]
+                )
+                Notification.objects.filter(id__in=ids).delete()
+            removed[kind] += len(ids)
+            if len(ids) < EXPIRE_BATCH:
+                break
+    return removed["personal"], removed["site"]
