@@ -34,7 +34,7 @@ class Notification(models.Model):
     """One inform event. Its id is the resume point of every stream it belongs to.
 
     A personal notification has a recipient. A site update has none: it is stored once
-    and belongs to the stream of every user who joined before it (User.site_since).
+    and belongs to the stream of every user who joined before it (InformState.site_since).
     """
 
     recipient = models.ForeignKey(
@@ -70,7 +70,7 @@ class Notification(models.Model):
 
 
 class SiteUpdateRead(models.Model):
-    """A receipt: this user read this site update (only above User.site_read_upto)."""
+    """A receipt: this user read this site update (only above InformState.site_read_upto)."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="+")
@@ -101,12 +101,19 @@ def _delivery_field():
 
 
 class InformState(models.Model):
-    """A person's inform state: how each kind reaches them and what they have seen.
+    """A person's inform state: which site updates are theirs and read, what they have
+    seen, how each kind reaches them.
 
-    No row means the defaults (everything on site, nothing seen): readers join it with
-    defaults rather than create it."""
+    Every user gets a row when created (inform.apps). A user without one (bulk-created)
+    reads as the defaults: every site update is theirs, nothing read or seen, everything
+    on site. Readers join it with those defaults (inform.selectors) rather than create it."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    # The stream holds site updates with id > site_since (published after they joined).
+    # Those with id <= site_read_upto count as read; reads above it are receipts
+    # (SiteUpdateRead).
+    site_since = models.BigIntegerField(default=0)
+    site_read_upto = models.BigIntegerField(default=0)
     # The badge counts unread notifications with a higher id (unseen); the list and the
     # menu move it up when they are opened.
     seen_upto = models.BigIntegerField(default=0)

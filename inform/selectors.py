@@ -21,23 +21,31 @@ def latest_notification_id() -> int:
 
 
 def stream(user) -> QuerySet[Notification]:
-    """Site updates are left out for a person who turned them off."""
-    site_off = InformState.objects.filter(user=user, site_update=Delivery.OFF)
-    return Notification.objects.filter(
-        Q(recipient=user) | Q(Q(recipient__isnull=True, id__gt=user.site_since), ~Exists(site_off))
+    """A site update is in it unless the person's state says it came before they joined
+    or they turned site updates off (no row: it is)."""
+    not_theirs = InformState.objects.filter(user=user).filter(
+        Q(site_since__gte=OuterRef("pk")) | Q(site_update=Delivery.OFF)
     )
+    return Notification.objects.filter(Q(recipient=user) | Q(Q(recipient__isnull=True), ~Exists(not_theirs)))
 
 
 def stream_with_read_state(user) -> QuerySet[Notification]:
-    """The stream with `site_receipt` annotated; use is_read(user, n) on each row."""
+    """The stream with `site_read` annotated (a site update under the read watermark, or
+    with a receipt); use is_read(user, n) on each row."""
     receipts = SiteUpdateRead.objects.filter(user=user, notification=OuterRef("pk"))
-    return stream(user).select_related("actor").annotate(site_receipt=Exists(receipts))
+    under_watermark = InformState.objects.filter(user=user, site_read_upto__gte=OuterRef("pk"))
+    return stream(user).select_related("actor").annotate(site_read=Exists(receipts) | Exists(under_watermark))
 
 
 def is_read(user, n: Notification) -> bool:
     if n.recipient_id is not None:
         return n.read_at is not None
-    return n.id <= user.site_read_upto or getattr(n, "site_receipt", False)
+    return n.site_read
+
+
+def site_watermarks(user) -> tuple[int, int]:
+    """(site_since, site_read_upto) as stored (0, 0 without a state row)."""
+    return InformState.objects.filter(user=user).values_list("site_since", "site_read_upto").first() or (0, 0)
 
 
 def site_updates_off(user) -> bool:
@@ -88,7 +96,7 @@ def counters_of(user_ids: Iterable[int]) -> dict[int, Counters]:
     notifications, receipts = Notification._meta.db_table, SiteUpdateRead._meta.db_table
     site_unread = f"""(SELECT COUNT(*) FROM {notifications} s
                 WHERE s.recipient_id IS NULL AND COALESCE(st.site_update, 'site') <> 'off'
-                  AND s.id > {greatest}(u.site_since, u.site_read_upto{{seen}})
+                  AND s.id > {greatest}(COALESCE(st.site_since, 0), COALESCE(st.site_read_upto, 0){{seen}})
                   AND NOT EXISTS (SELECT 1 FROM {receipts} r
                                   WHERE r.user_id = u.id AND r.notification_id = s.id))"""
     for start in range(0, len(ids), UNREAD_COUNTS_BATCH):
@@ -169,9 +177,7 @@ def menu_items(user, limit: int = 8) -> list[Notification]:
     """The header menu: the newest unread, then the newest read, at most limit in all;
     each with `is_read` set (two queries)."""
     rows = stream_with_read_state(user)
-    unread_q = Q(recipient__isnull=False, read_at__isnull=True) | Q(
-        recipient__isnull=True, id__gt=user.site_read_upto, site_receipt=False
-    )
+    unread_q = Q(recipient__isnull=False, read_at__isnull=True) | Q(recipient__isnull=True, site_read=False)
     unread = list(rows.filter(unread_q).order_by("-id")[:limit])
     shown = {n.id for n in unread}
     latest = [n for n in rows.order_by("-id")[:limit] if n.id not in shown]

@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from mblog.errors import ApplicationError
@@ -25,7 +26,7 @@ from .models import (
     Verb,
     kind_of,
 )
-from .selectors import latest_notification_id, recipients, stream, unread_count
+from .selectors import latest_notification_id, recipients, site_watermarks, stream, unread_count
 
 User = get_user_model()
 
@@ -143,14 +144,13 @@ def notifications_mark_read(user, ids: list[int]) -> int:
     """Mark these ids of the user's stream read; all or nothing. Returns the unread count."""
     ids = sorted(set(ids))
     with transaction.atomic():
-        # A socket holds its user row for hours; another tab may have moved the watermark.
-        user.refresh_from_db(fields=["site_since", "site_read_upto"])
+        _, read_upto = site_watermarks(user)  # as stored: another tab may have moved it
         found = dict(stream(user).filter(id__in=ids).values_list("id", "recipient_id"))
         missing = [i for i in ids if i not in found]
         if missing:
             raise InformError(f"not your notifications: {missing[:10]}", code="not_found")
         personal = [i for i, r in found.items() if r is not None]
-        site = [i for i, r in found.items() if r is None and i > user.site_read_upto]
+        site = [i for i, r in found.items() if r is None and i > read_upto]
         Notification.objects.filter(id__in=personal, read_at__isnull=True).update(read_at=timezone.now())
         SiteUpdateRead.objects.bulk_create(
             [SiteUpdateRead(user=user, notification_id=i) for i in site], ignore_conflicts=True
@@ -162,8 +162,7 @@ def notifications_mark_read(user, ids: list[int]) -> int:
 def notifications_mark_all_read(user) -> int:
     with transaction.atomic():
         Notification.objects.filter(recipient=user, read_at__isnull=True).update(read_at=timezone.now())
-        user.site_read_upto = latest_notification_id()
-        User.objects.filter(pk=user.pk).update(site_read_upto=user.site_read_upto)
+        InformState.objects.update_or_create(user=user, defaults={"site_read_upto": latest_notification_id()})
         SiteUpdateRead.objects.filter(user=user).delete()
         push.notify_unread(user)
         return unread_count(user)
@@ -240,8 +239,13 @@ def notifications_expire(before) -> tuple[int, int]:
     notifications keep flowing meanwhile."""
     receipt = SiteUpdateRead.objects.filter(user=OuterRef("pk"), notification_id=OuterRef(OuterRef("pk")))
     site_off = InformState.objects.filter(user=OuterRef("pk"), site_update=Delivery.OFF)
+    state = InformState.objects.filter(user=OuterRef("pk"))
     unread_by_someone = (
-        User.objects.filter(site_since__lt=OuterRef("pk"), site_read_upto__lt=OuterRef("pk"))
+        User.objects.annotate(
+            since=Coalesce(Subquery(state.values("site_since")[:1]), 0),
+            read_upto=Coalesce(Subquery(state.values("site_read_upto")[:1]), 0),
+        )
+        .filter(since__lt=OuterRef("pk"), read_upto__lt=OuterRef("pk"))
         .exclude(Exists(receipt))
         .exclude(Exists(site_off))
     )

@@ -4,19 +4,7 @@ from django.urls import reverse
 
 
 class User(AbstractUser):
-    # A user's inform stream holds site updates with id > site_since (those published
-    # after they joined). Site updates with id <= site_read_upto count as read; reads
-    # above it are receipts (inform.SiteUpdateRead). Only inform reads them
-    # (inform.selectors reads the stored values, never the caller's copy of the row).
-    site_since = models.BigIntegerField(default=0)
-    site_read_upto = models.BigIntegerField(default=0)
-
-    def save(self, *args, **kwargs):
-        if self._state.adding and not self.site_since:
-            from inform.selectors import latest_notification_id
-
-            self.site_since = latest_notification_id()
-        super().save(*args, **kwargs)
+    # What notifications need to know of a person lives in inform (inform.InformState).
 
     def get_absolute_url(self) -> str:
         return reverse("profile", args=[self.username])

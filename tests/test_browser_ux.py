@@ -268,17 +268,23 @@ def test_header_menu_lists_unread_first_marks_read_and_works_from_the_keyboard(l
     box = menu.bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= page.viewport_size["width"]
 
-    # Mark one read from the menu: badge, menu and the other tab's list follow.
+    # Opening the menu saw everything (the badge counts new ones), which stays unread.
+    for tab in (page, other):
+        expect(tab.locator("#inform-badge")).to_be_hidden()
+
+    # Mark one read from the menu: the counters, the menu and the other tab's list follow.
     page.get_by_role("button", name="Mark read: older unread").click()
     expect(items.nth(1)).to_have_class(re.compile(r"\bread\b"))
     for tab in (page, other):
-        expect(tab.locator("#inform-badge")).to_have_text("1")
+        expect(tab.locator("#inform-badge")).to_have_attribute("data-unread", "1")
     expect(other.locator(".inform-item", has_text="older unread")).to_have_class(re.compile(r"\bread\b"))
 
-    # Live while open: a new one appears on top, unread.
+    # Live while open: a new one appears on top, unread, and new on the badge.
     send_inform(to=alice, verb="follow", actor=bob, text="bob followed you", url="/u/bob/")
     expect(items.first).to_contain_text("bob followed you")
     expect(items.first).to_have_class(re.compile(r"\bunread\b"))
+    for tab in (page, other):
+        expect(tab.locator("#inform-badge")).to_have_text("1")
 
     # Escape closes and gives focus back to the bell; clicking outside closes too.
     page.keyboard.press("Escape")

@@ -114,10 +114,10 @@ def test_chat_mentions_are_a_kind_of_their_own(capture_pushes, people):
 
 def test_unknown_kinds_or_deliveries_are_refused(people):
     with pytest.raises(InformError):
-        services.preferences_save(people[0], {"follow": "pigeon"})
+        services.preferences_save(people[0], {"follow": "pigeon", "reply": "off"})
     with pytest.raises(InformError):
         services.preferences_save(people[0], {"likes": "off"})
-    assert not InformState.objects.exists()
+    assert InformState.objects.get(user=people[0]).reply == "site"
 
 
 # --- muting people and topics, watching posts ----------------------------------------

@@ -1,0 +1,83 @@
+"""Issue 13 in real headless Chromium: seen vs read across two tabs (badge, menu, list),
+and preferences set without JavaScript, from the settings page and from a notification."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from inform.models import InformState, Notification, PersonMute
+from inform.services import send_inform
+from tests.conftest import ARTIFACTS
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def open_page(context, url):
+    page = context.new_page()
+    page.goto(url)
+    expect(page.locator("#live-status")).to_have_text("live")
+    return page
+
+
+def test_opening_the_menu_clears_the_badge_in_every_tab_and_items_stay_unread(browser, live_url, login, make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    ctx = browser.new_context()
+    login(ctx, alice)
+    try:
+        tab1 = open_page(ctx, live_url + "/")
+        tab2 = open_page(ctx, live_url + "/u/bob/")
+        send_inform(to=alice, verb="follow", actor=bob, text="bob followed you", url="/u/bob/")
+        send_inform(to=alice, verb="mention", actor=bob, text="bob mentioned you", url="/u/bob/")
+        for tab in (tab1, tab2):
+            expect(tab.locator("#inform-badge")).to_have_text("2")
+            expect(tab).to_have_title(re.compile(r"^\(2\) "))
+
+        tab1.click("#inform-menu-button")
+        expect(tab1.locator("#inform-menu .menu-item.unread")).to_have_count(2)
+        # Seen, not read: the badges clear in both tabs, the items stay unread.
+        for tab in (tab1, tab2):
+            expect(tab.locator("#inform-badge")).to_be_hidden()
+            expect(tab).to_have_title(re.compile(r"^[^(]"))
+        assert tab2.evaluate("[window.mblogInform.unread, window.mblogInform.unseen]") == [2, 0]
+        expect(tab1.locator("#inform-menu .menu-item .stop-link")).to_have_count(2)
+        tab1.screenshot(path=str(ARTIFACTS / "browser-seen-menu.png"))
+
+        # Something new after that is new again, on top of what is still unread.
+        send_inform(to=alice, verb="follow", text="carol followed you")
+        expect(tab2.locator("#inform-badge")).to_have_text("1")
+        tab2.goto(live_url + "/inform/")  # opening the list sees it
+        expect(tab2.locator("#inform-list .inform-item.unread")).to_have_count(3)
+        expect(tab2.locator("#inform-badge")).to_be_hidden()
+        expect(tab1.locator("#inform-badge")).to_be_hidden()
+    finally:
+        ctx.close()
+
+
+def test_preferences_without_javascript_from_settings_and_from_a_notification(browser, live_url, login, make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    send_inform(to=alice, verb="mention", actor=bob, text="bob mentioned you", url="/u/bob/")
+    ctx = browser.new_context(java_script_enabled=False)
+    login(ctx, alice)
+    try:
+        page = ctx.new_page()
+        page.goto(live_url + "/inform/settings/")
+        page.check("#pref-follow-off")
+        page.check("#pref-reply-email")
+        page.click("#preferences-save")
+        expect(page.locator(".messages")).to_contain_text("Notification settings saved.")
+        expect(page.locator("#pref-follow-off")).to_be_checked()
+        state = InformState.objects.get(user=alice)
+        assert (state.follow, state.reply) == ("off", "email")
+
+        # "Stop notifying me about this" from the notification itself.
+        page.goto(live_url + "/inform/")
+        page.click("#inform-list .stop-link")
+        expect(page.locator("h1")).to_have_text("Stop notifying me about this")
+        page.click("#stop-person")
+        expect(page.locator(".messages")).to_contain_text("Muted bob.")
+        assert PersonMute.objects.filter(user=alice, muted=bob).exists()
+        send_inform(to=alice, verb="mention", actor=bob, text="bob again")
+        assert not Notification.objects.filter(recipient=alice, text="bob again").exists()
+    finally:
+        ctx.close()
