@@ -28,6 +28,9 @@ def inform_frame(n: Notification, counters=None) -> dict:
         "url": n.url,
         "created": _iso(n.created),
     }
+    if n.group:
+        # One entry of several events: it replaces the client's entry with the same group.
+        frame["group"], frame["count"] = n.group, n.count
     if counters is not None:
         frame["unread"], frame["unseen"] = counters.unread, counters.unseen
     return frame

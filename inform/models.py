@@ -48,6 +48,11 @@ class Notification(models.Model):
     url = models.CharField(max_length=500, blank=True)
     # What it is about ("post:9", "room:3"): muting or watching that topic applies to it.
     topic = models.CharField(max_length=100, blank=True, default="")
+    # Grouped notifications ("alice, bob and 8 more replied to …"): one unread row per
+    # recipient and group; a new event replaces it with a row of a new id (GROUPING).
+    group = models.CharField(max_length=120, blank=True, default="")
+    count = models.PositiveIntegerField(default=1)
+    actors = models.JSONField(default=list, blank=True)  # newest first, a few names
     created = models.DateTimeField(auto_now_add=True)
     read_at = models.DateTimeField(null=True, blank=True)  # personal notifications only
 
@@ -59,6 +64,11 @@ class Notification(models.Model):
                 fields=["recipient", "id"], condition=models.Q(read_at__isnull=True), name="inform_unread"
             ),
             models.Index(fields=["id"], condition=models.Q(recipient__isnull=True), name="inform_site_updates"),
+            models.Index(
+                fields=["recipient", "group"],
+                condition=models.Q(read_at__isnull=True) & ~models.Q(group=""),
+                name="inform_open_groups",
+            ),
         ]
 
     def __str__(self) -> str:

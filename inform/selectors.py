@@ -126,12 +126,18 @@ class Recipient(NamedTuple):
     id: int
     email: str
     delivery: str  # Delivery.SITE or Delivery.EMAIL
+    group_id: int | None = None  # their unread row of the group, if any
+    group_count: int = 0
+    group_actors: list | None = None
 
 
-def recipients(user_ids: Iterable[int], *, kind: str, actor_id: int | None, topic: str) -> list[Recipient]:
+def recipients(
+    user_ids: Iterable[int], *, kind: str, actor_id: int | None, topic: str, group: str = ""
+) -> list[Recipient]:
     """Who of these users is to be told about something of this kind, by this actor, on
-    this topic, and how; plus, for replies, whoever watches the topic. In the order
-    given, watchers after. One query: this runs for every notification sent."""
+    this topic, and how; plus, for replies, whoever watches the topic; with `group`,
+    each one's unread row of that group. In the order given, watchers after. One query:
+    this runs for every notification sent."""
     ids = [int(i) for i in user_ids]
     who = Q(pk__in=ids)
     if topic and kind == Kind.REPLY:
@@ -146,12 +152,19 @@ def recipients(user_ids: Iterable[int], *, kind: str, actor_id: int | None, topi
         if topic
         else Value(False),
     )
-    found = {
-        pk: Recipient(pk, email, delivery)
-        for pk, email, delivery, muted_actor, muted_topic in rows.values_list(
-            "pk", "email", "delivery", "muted_actor", "muted_topic"
+    fields = ["pk", "email", "delivery", "muted_actor", "muted_topic"]
+    if group:
+        open_group = Notification.objects.filter(recipient=OuterRef("pk"), group=group, read_at__isnull=True)
+        rows = rows.annotate(
+            group_id=Subquery(open_group.values("id")[:1]),
+            group_count=Subquery(open_group.values("count")[:1]),
+            group_actors=Subquery(open_group.values("actors")[:1]),
         )
-        if delivery != Delivery.OFF and not muted_actor and not muted_topic and pk != actor_id
+        fields += ["group_id", "group_count", "group_actors"]
+    found = {
+        row[0]: Recipient(row[0], row[1], row[2], *row[5:])
+        for row in rows.values_list(*fields)
+        if row[2] != Delivery.OFF and not row[3] and not row[4] and row[0] != actor_id
     }
     order = {pk: i for i, pk in enumerate(dict.fromkeys(ids))}
     return sorted(found.values(), key=lambda r: (order.get(r.id, len(order)), r.id))

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -76,12 +76,15 @@ def send_inform(
     url: str = "",
     actor: "User | None" = None,
     topic: str = "",
+    summary: str = "",
 ) -> list[Notification]:
     """Store notifications and push them once the surrounding transaction commits.
 
     `to`: one user or several, each gets a personal notification. `everyone=True`: one
     site update, stored once, in every user's stream and pushed to every open socket.
-    `topic` ("post:9", "room:3") is what it is about.
+    `topic` ("post:9", "room:3") is what it is about. `summary` ("replied to “Title”"),
+    for a kind that groups (replies), groups it with the recipient's unread ones on the
+    same topic: "alice, bob and 8 more replied to “Title”" (see GROUPING).
 
     Each person's preferences decide here, so no caller can forget them: a kind they
     turned off, a muted actor or a muted topic stores nothing for them; watchers of the
@@ -108,17 +111,27 @@ def send_inform(
             return [n]
     users = [to] if isinstance(to, User) else list(to)
     kind = kind_of(verb, topic)
-    told = recipients([u.pk for u in users], kind=kind, actor_id=actor.pk if actor else None, topic=topic)
-    if not told:
-        return []
+    group = f"{kind}:{topic}" if kind in GROUPED_KINDS and topic and summary else ""
     with transaction.atomic():
-        ordering.take_turn("inform")
-        created = Notification.objects.bulk_create(
-            [
-                Notification(recipient_id=r.id, verb=verb, text=text[:500], url=url, actor=actor, topic=topic)
-                for r in told
-            ]
+        ordering.take_turn("inform")  # before reading groups: the next event waits for this one
+        told = recipients(
+            [u.pk for u in users], kind=kind, actor_id=actor.pk if actor else None, topic=topic, group=group
         )
+        if not told:
+            return []
+        rows = [
+            Notification(recipient_id=r.id, verb=verb, text=text[:500], url=url, actor=actor, topic=topic, group=group)
+            for r in told
+        ]
+        if group:
+            name = actor.username if actor else ""
+            for row, r in zip(rows, told, strict=True):
+                row.actors = ([name] + [a for a in (r.group_actors or []) if a != name])[:GROUP_NAMES]
+                row.count = (r.group_count or 0) + 1
+                if r.group_id:
+                    row.text = grouped_text(row.actors, row.count, summary)[:500]
+            _delete_personal([r.group_id for r in told if r.group_id])
+        created = Notification.objects.bulk_create(rows)
         push.notify_informs(created)
         emails.send_after_commit(
             [(n, r.email) for n, r in zip(created, told, strict=True) if r.delivery == Delivery.EMAIL and r.email]
@@ -127,6 +140,41 @@ def send_inform(
 
 
 asend_inform = database_sync_to_async(send_inform)
+
+def _delete_personal(ids: list[int]) -> None:
+    """One statement: personal rows have no receipts (SiteUpdateRead) for the ORM's
+    cascade to look for."""
+    if ids:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {Notification._meta.db_table} WHERE recipient_id IS NOT NULL AND id IN "
+                f"({', '.join(['%s'] * len(ids))})",
+                ids,
+            )
+
+
+# Grouping. Events of these kinds on one topic are one entry per recipient while it is
+# unread: a new one deletes that row and stores the group again with a new id, so it
+# moves to the top, every stream and resume point stays exact (a client that missed the
+# change gets the new row on sync) and the unread count does not move. Clients replace
+# the entry with the same `group` (docs/protocol.md). Mentions and site updates never
+# group; a read group stays as it is and the next event starts a new one.
+GROUPED_KINDS = {Kind.REPLY}
+GROUP_NAMES = 3
+
+
+def grouped_text(actors: list[str], count: int, summary: str) -> str:
+    """"alice replied…", "alice and bob replied…", "alice, bob and 8 more replied…"."""
+    names = [a for a in actors if a][:2] or ["someone"]
+    if count <= 1:
+        who = names[0]
+    elif count == 2 and len(names) == 2:
+        who = f"{names[0]} and {names[1]}"
+    elif len(names) == 1:
+        who = f"{names[0]} and {count - 1} more"
+    else:
+        who = f"{names[0]}, {names[1]} and {count - 2} more"
+    return f"{who} {summary}"
 
 
 def notifications_push_again(notifications) -> int:

@@ -82,7 +82,7 @@ def announce_reply(reply: Reply) -> None:
     told = send_inform(
         to=[target] if target.pk != author.pk else [], verb=Verb.REPLY, actor=author,
         text=f"{author.username} replied to “{reply.post.title}”: {excerpt(reply.body)}", url=url,
-        topic=topic_of(reply.post),
+        topic=topic_of(reply.post), summary=f"replied to “{reply.post.title}”",
     )
     push.notify_feed(**feed.reply_item(reply).as_dict())
     # One notification per person for one reply: the reply one says it already.

@@ -26,7 +26,10 @@ def check(frame: dict) -> str:
     kind = frame["type"]
     keys = set(frame)
     if kind == "inform":
-        assert keys in (INFORM, INFORM | {"unread", "unseen"}), keys
+        grouped = {"group", "count"} if "group" in keys else set()
+        assert keys - grouped in (INFORM, INFORM | {"unread", "unseen"}), keys
+        if grouped:
+            assert isinstance(frame["group"], str) and isinstance(frame["count"], int) and frame["count"] >= 1
         assert isinstance(frame["id"], int) and frame["id"] > 0
         assert frame["verb"] in VERBS
         assert frame["actor"] is None or isinstance(frame["actor"], str)

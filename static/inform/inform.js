@@ -106,12 +106,24 @@
     return a;
   }
 
+  // A grouped entry ("alice, bob and 8 more replied…") arrives again, with a new id, each
+  // time it changes: it replaces the unread entry of the same group (the server only
+  // ever groups into an unread one).
+  function dropOlderOfGroup(container, f) {
+    if (!container || !f.group) return;
+    container.querySelectorAll(".inform-item.unread[data-group]").forEach((li) => {
+      if (li.dataset.group === f.group && Number(li.dataset.id) < f.id) li.remove();
+    });
+  }
+
   function addToList(f) {
     if (!list || list.querySelector(`.inform-item[data-id="${f.id}"]`)) return;
+    dropOlderOfGroup(list, f);
     const empty = list.querySelector(".empty");
     if (empty) empty.remove();
     const li = el("li", "inform-item unread");
     li.dataset.id = f.id;
+    if (f.group) li.dataset.group = f.group;
     li.append(avatar(f.actor), " ", el("span", "verb verb-" + f.verb, f.verb.replace("_", " ")), " ");
     const a = el("a", "", f.text);
     a.href = openUrl(f);
@@ -315,6 +327,7 @@
   function menuEntry(f, read) {
     const li = el("li", "inform-item menu-item " + (read ? "read" : "unread"));
     li.dataset.id = f.id;
+    if (f.group) li.dataset.group = f.group;
     const a = el("a", "menu-open");
     a.href = openUrl(f);
     a.append(el("span", "verb verb-" + f.verb, f.verb.replace("_", " ")), " ", el("span", "menu-text", f.text));
@@ -331,6 +344,7 @@
 
   function addToMenu(f) {
     if (!menu || menu.hidden || menuItems.querySelector(`[data-id="${f.id}"]`)) return;
+    dropOlderOfGroup(menuItems, f);
     const empty = menuItems.querySelector(".empty");
     if (empty) empty.remove();
     menuItems.prepend(menuEntry(f, false));

@@ -1,0 +1,104 @@
+"""Issue 13.1: replies to one post are one entry per person while it is unread, stored
+again with a new id at each change (so streams and resume points stay exact and the
+unread count does not move); mentions and site updates never group."""
+
+import pytest
+from django.utils import timezone
+
+from inform import selectors, services
+from inform.models import Notification
+from inform.services import send_inform
+from mblog import services as blog
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def post(alice):
+    return blog.post_create(author=alice, title="Two pointers", body="b")
+
+
+def test_ten_replies_are_one_entry_updated_in_place(capture_pushes, make_user, alice, post):
+    repliers = [make_user(f"r{i}") for i in range(10)]
+    with capture_pushes() as pushes:
+        for r in repliers:
+            blog.reply_create(author=r, post=post, body=f"from {r.username}")
+    (row,) = Notification.objects.filter(recipient=alice)
+    assert (row.count, row.actors, row.group) == (10, ["r9", "r8", "r7"], f"reply:post:{post.pk}")
+    assert row.text == "r9, r8 and 8 more replied to “Two pointers”"
+    assert row.url.endswith(f"#reply-{post.replies.last().pk}") and row.actor == repliers[-1]
+    frames = [f for f in pushes.frames(f"user.{alice.pk}") if f["type"] == "inform"]
+    assert [f["count"] for f in frames] == list(range(1, 11))
+    assert {f["group"] for f in frames} == {row.group}
+    assert [f["id"] for f in frames] == sorted(f["id"] for f in frames) and frames[-1]["id"] == row.id
+    assert frames[0]["text"] == "r0 replied to “Two pointers”: from r0"
+    assert frames[1]["text"] == "r1 and r0 replied to “Two pointers”"
+    # The badge never double-counts: every push said one unread.
+    assert {(f["unread"], f["unseen"]) for f in frames} == {(1, 1)}
+    assert selectors.latest_notification_id() == row.id
+
+
+def test_a_client_behind_gets_the_group_once_in_its_latest_state(make_user, alice, post):
+    bob, carol = make_user("bob"), make_user("carol")
+    blog.reply_create(author=bob, post=post, body="one")
+    cursor = selectors.latest_notification_id()
+    blog.reply_create(author=carol, post=post, body="two")
+    blog.reply_create(author=bob, post=post, body="three")
+    (n,) = selectors.notifications_after(alice, cursor, 50)
+    assert (n.count, n.actors, n.text) == (3, ["bob", "carol"], "bob, carol and 1 more replied to “Two pointers”")
+    assert selectors.notifications_after(alice, 0, 50) == [n]
+
+
+def test_reading_the_group_reads_all_of_it_and_the_next_reply_starts_a_new_one(make_user, alice, post):
+    bob, carol = make_user("bob"), make_user("carol")
+    blog.reply_create(author=bob, post=post, body="one")
+    blog.reply_create(author=carol, post=post, body="two")
+    (group,) = Notification.objects.filter(recipient=alice)
+    assert services.notifications_mark_read(alice, [group.id]) == 0
+    blog.reply_create(author=bob, post=post, body="three")
+    rows = list(Notification.objects.filter(recipient=alice).order_by("id"))
+    assert [(r.id == group.id, r.count, r.read_at is None) for r in rows] == [(True, 2, False), (False, 1, True)]
+    assert selectors.counters(alice) == (1, 1)
+
+
+def test_mentions_and_site_updates_never_group(make_user, alice, post):
+    bob = make_user("bob")
+    for i in range(3):
+        blog.post_create(author=bob, title=f"t{i}", body="hi @alice")
+        send_inform(everyone=True, verb="site_update", text=f"update {i}")
+    assert Notification.objects.filter(recipient=alice, verb="mention").count() == 3
+    assert Notification.objects.filter(recipient=None).count() == 3
+    assert not Notification.objects.exclude(group="").exists()
+
+
+def test_groups_are_per_person_and_per_post(make_user, alice, post):
+    bob, carol, dave = make_user("bob"), make_user("carol"), make_user("dave")
+    other = blog.post_create(author=alice, title="Other", body="b")
+    services.topic_set(dave, blog.topic_of(post), "watch")
+    for who in (bob, carol):
+        blog.reply_create(author=who, post=post, body="x")
+    blog.reply_create(author=bob, post=other, body="y")
+    assert sorted(Notification.objects.filter(recipient=alice).values_list("count", flat=True)) == [1, 2]
+    (d,) = Notification.objects.filter(recipient=dave)
+    assert d.count == 2 and d.text == "carol and bob replied to “Two pointers”"
+
+
+def test_a_grouped_reply_costs_one_delete_more(make_user, alice, post, django_assert_max_num_queries):
+    bob, carol = make_user("bob"), make_user("carol")
+    send_inform(to=alice, verb="reply", actor=bob, text="first", topic=f"post:{post.pk}", summary="replied")
+    # savepoint, advisory lock, recipients with their open groups, delete, insert, release
+    with django_assert_max_num_queries(6):
+        (n,) = send_inform(to=alice, verb="reply", actor=carol, text="x", topic=f"post:{post.pk}", summary="replied")
+    assert n.count == 2
+
+
+def test_expiry_and_groups(make_user, alice, post):
+    bob = make_user("bob")
+    blog.reply_create(author=bob, post=post, body="one")
+    blog.reply_create(author=bob, post=post, body="two")
+    (n,) = Notification.objects.filter(recipient=alice)
+    assert n.actors == ["bob"] and n.text == "bob and 1 more replied to “Two pointers”"
+    services.notifications_mark_read(alice, [n.id])
+    Notification.objects.filter(pk=n.pk).update(created=timezone.now() - timezone.timedelta(days=100))
+    send_inform(to=bob, verb="follow", text="newest", actor=alice)
+    assert services.notifications_expire(timezone.now() - timezone.timedelta(days=90)) == (1, 0)
