@@ -81,3 +81,38 @@ def test_preferences_without_javascript_from_settings_and_from_a_notification(br
         assert not Notification.objects.filter(recipient=alice, text="bob again").exists()
     finally:
         ctx.close()
+
+
+def test_a_group_updates_in_place_live_in_two_tabs(browser, live_url, login, make_user):
+    from mblog import services as blog
+
+    alice, bob, carol, dave = (make_user(n) for n in ("alice", "bob", "carol", "dave"))
+    post = blog.post_create(author=alice, title="Two pointers", body="b")
+    ctx = browser.new_context()
+    login(ctx, alice)
+    try:
+        listing = open_page(ctx, live_url + "/inform/")
+        home = open_page(ctx, live_url + "/")
+        home.click("#inform-menu-button")
+        expect(home.locator("#inform-menu .empty")).to_be_visible()
+
+        blog.reply_create(author=bob, post=post, body="first")
+        expect(listing.locator("#inform-list .inform-item")).to_have_text(
+            [re.compile("bob replied to “Two pointers”: first")]
+        )
+        for who in (carol, dave):
+            blog.reply_create(author=who, post=post, body="more")
+        # One entry, in its latest state, in the list and in the open menu of the other tab.
+        for items in (listing.locator("#inform-list .inform-item"), home.locator("#inform-menu .menu-item")):
+            expect(items).to_have_count(1)
+            expect(items).to_contain_text("dave, carol and 1 more replied to “Two pointers”")
+        for tab in (listing, home):
+            expect(tab.locator("#inform-badge")).to_have_attribute("data-unread", "1")
+        listing.screenshot(path=str(ARTIFACTS / "browser-group-in-place.png"))
+
+        # A reload shows the same single entry.
+        listing.reload()
+        expect(listing.locator("#inform-list .inform-item")).to_have_count(1)
+        expect(listing.locator("#inform-list .inform-item")).to_contain_text("dave, carol and 1 more")
+    finally:
+        ctx.close()
