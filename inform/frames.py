@@ -108,9 +108,9 @@ SERVER_FRAME = server_frames_validator(
         "inform",
         {"id": {"type": "integer", "minimum": 1}, "verb": {"enum": ["follow", "reply", "mention", "site_update"]},
          "actor": _name, "text": _text, "url": _text, "created": _when},
-        {"unread": _count},
+        {"unread": _count, "unseen": _count, "group": _text, "count": {"type": "integer", "minimum": 1}},
     ),
-    frame_schema("unread", {"unread": _count}),
+    frame_schema("unread", {"unread": _count, "unseen": _count}),
     frame_schema("synced", {"cursor": _count}),
     frame_schema("reset", {"cursor": _count}),
     frame_schema(
