@@ -74,7 +74,7 @@ def test_serve_command_runs_the_site_on_sqlite_and_the_in_process_layer(embedded
     admin.login("admin", "demo-pass-123")
     home = alice.get("/")
     assert "Two pointers, explained with pictures" in home
-    badge = re.search(r'id="inform-badge"[^>]*>(\d*)<', home).group(1)
+    badge = re.search(r'id="inform-badge"[^>]*data-unread="(\d*)"', home).group(1)
 
     ws = websocket.create_connection(
         base.replace("http", "ws") + "/ws/inform/", cookie=f"sessionid={alice.cookie('sessionid')}", origin=base

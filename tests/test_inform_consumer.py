@@ -17,6 +17,6 @@ async def test_signed_in_socket_gets_its_own_notification_live(sockets, make_use
     frame = await a.recv()
     assert frame == {
         "type": "inform", "id": n.id, "verb": "follow", "actor": "bob", "text": "bob followed you",
-        "url": "/u/bob/", "created": n.created.isoformat(), "unread": 1,
+        "url": "/u/bob/", "created": n.created.isoformat(), "unread": 1, "unseen": 1,
     }
     assert await b.silent()

@@ -49,7 +49,7 @@ async def test_a_secret_key_rotation_keeps_sockets_signed_in(make_user, settings
     assert await s.connect()
     try:
         await s.send({"type": "sync", "after": 0})
-        assert await s.recv() == {"type": "unread", "unread": 0}  # signed in, not "unauthenticated"
+        assert await s.recv() == {"type": "unread", "unread": 0, "unseen": 0}  # signed in, not "unauthenticated"
     finally:
         await s.close()
     assert await db(Session.objects.filter(session_key=key).exists)()  # and not flushed

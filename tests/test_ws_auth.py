@@ -97,6 +97,6 @@ async def test_the_session_cookie_is_found_among_other_cookies(make_user):
     assert await s.connect()
     try:
         await s.send({"type": "sync", "after": 0})
-        assert (await s.recv()) == {"type": "unread", "unread": 0}
+        assert (await s.recv()) == {"type": "unread", "unread": 0, "unseen": 0}
     finally:
         await s.close()
