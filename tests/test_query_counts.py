@@ -135,3 +135,26 @@ def test_send_inform_to_many_costs_per_recipient_not_more(pair, make_user, djang
     others = [make_user(f"u{i}") for i in range(10)]
     with django_assert_max_num_queries(len(others) + 4):
         send_inform(to=others, verb="mention", text="hi all", actor=alice)
+
+
+def test_a_sync_page_uses_the_indexes_with_preferences_in_the_stream(pair):
+    """The person's state (site updates since, or off) is read by subqueries evaluated
+    once: the stream query stays an index scan."""
+    alice, bob = pair
+    Notification.objects.bulk_create(
+        [Notification(recipient=bob, actor=alice, verb="follow", text=f"b{i}") for i in range(5_000)]
+        + [Notification(recipient=None, verb="site_update", text=f"s{i}") for i in range(500)]
+        + [Notification(recipient=alice, actor=bob, verb="follow", text=f"a{i}") for i in range(300)],
+        batch_size=2000,
+    )
+    after = Notification.objects.order_by("id").values_list("id", flat=True)[5_200]
+    with CaptureQueriesContext(connection) as ctx:
+        batch = selectors.notifications_after(alice, after, 200)
+    assert len(ctx.captured_queries) == 1 and len(batch) == 200
+    if connection.vendor != "postgresql":
+        pytest.skip("the index check reads PostgreSQL's EXPLAIN")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE inform_notification")
+        cursor.execute("EXPLAIN " + ctx.captured_queries[0]["sql"])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Seq Scan on inform_notification" not in plan, plan
