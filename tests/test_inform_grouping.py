@@ -3,6 +3,8 @@ again with a new id at each change (so streams and resume points stay exact and 
 unread count does not move); mentions and site updates never group."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from inform import selectors, services
@@ -102,3 +104,32 @@ def test_expiry_and_groups(make_user, alice, post):
     Notification.objects.filter(pk=n.pk).update(created=timezone.now() - timezone.timedelta(days=100))
     send_inform(to=bob, verb="follow", text="newest", actor=alice)
     assert services.notifications_expire(timezone.now() - timezone.timedelta(days=90)) == (1, 0)
+
+
+def test_a_reply_costs_the_same_queries_for_20_or_200_watchers(make_user, alice, post):
+    """The issue's 1,000 replies on a post with 200 watchers, in query terms: each reply
+    is one statement per step whatever the number of watchers, and every watcher ends
+    with one grouped entry."""
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    User.objects.bulk_create([User(username=f"w{i}", password="!") for i in range(200)])
+    watchers = list(User.objects.filter(username__startswith="w"))
+    repliers = [make_user(f"r{i}") for i in range(3)]
+
+    def reply_queries(k: int) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            blog.reply_create(author=repliers[k % 3], post=post, body=f"reply {k}")
+        return len(ctx.captured_queries)
+
+    for w in watchers[:20]:
+        services.topic_set(w, blog.topic_of(post), "watch")
+    reply_queries(0)  # the groups exist from here on: every later reply replaces them
+    few = reply_queries(1)
+    for w in watchers[20:]:
+        services.topic_set(w, blog.topic_of(post), "watch")
+    reply_queries(2)
+    assert reply_queries(3) == few
+    counts = set(Notification.objects.filter(recipient__in=watchers[:20]).values_list("count", flat=True))
+    assert counts == {4} and Notification.objects.filter(recipient__in=watchers).count() == 200
+    assert Notification.objects.filter(recipient=alice).get().count == 4
