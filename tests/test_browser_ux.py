@@ -268,9 +268,9 @@ def test_header_menu_lists_unread_first_marks_read_and_works_from_the_keyboard(l
     box = menu.bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= page.viewport_size["width"]
 
-    # Opening the menu saw everything (the badge counts new ones), which stays unread.
+    # Opening the menu saw everything (no longer "new"), which stays unread.
     for tab in (page, other):
-        expect(tab.locator("#inform-badge")).to_be_hidden()
+        expect(tab.locator("#inform-new")).to_be_hidden()
 
     # Mark one read from the menu: the counters, the menu and the other tab's list follow.
     page.get_by_role("button", name="Mark read: older unread").click()
@@ -279,12 +279,12 @@ def test_header_menu_lists_unread_first_marks_read_and_works_from_the_keyboard(l
         expect(tab.locator("#inform-badge")).to_have_attribute("data-unread", "1")
     expect(other.locator(".inform-item", has_text="older unread")).to_have_class(re.compile(r"\bread\b"))
 
-    # Live while open: a new one appears on top, unread, and new on the badge.
+    # Live while open: a new one appears on top, unread, and "new".
     send_inform(to=alice, verb="follow", actor=bob, text="bob followed you", url="/u/bob/")
     expect(items.first).to_contain_text("bob followed you")
     expect(items.first).to_have_class(re.compile(r"\bunread\b"))
     for tab in (page, other):
-        expect(tab.locator("#inform-badge")).to_have_text("1")
+        expect(tab.locator("#inform-new")).to_have_text("1")
 
     # Escape closes and gives focus back to the bell; clicking outside closes too.
     page.keyboard.press("Escape")

@@ -18,10 +18,11 @@
   // The page was rendered with everything up to data-inform-last; start there.
   let cursor = Math.max(Number(sessionStorage.getItem(STORE) || 0), Number(document.body.dataset.informLast || 0));
   // Two counters, always set from the server's absolute values: `unread` (not opened or
-  // marked read; the list marks those) and `unseen` (unread and newer than the last time
-  // the menu or the list was opened; the badge and the title show those).
+  // marked read: the badge and the list show those) and `unseen` (unread and newer than
+  // the last time the menu or the list was opened: the "new" mark and the title).
+  const fresh = document.getElementById("inform-new");
   let unread = badge && badge.dataset.unread ? Number(badge.dataset.unread) : 0;
-  let unseen = badge && badge.textContent.trim() ? Number(badge.textContent) : 0;
+  let unseen = fresh && fresh.textContent.trim() ? Number(fresh.textContent) : 0;
   const seen = new Set();
   let socket = null;
   let opened = false; // a socket has opened before: later opens backfill the feed
@@ -33,8 +34,12 @@
     unseen = Math.max(0, Math.min(unread, s === undefined ? unseen : s));
     if (!badge) return;
     badge.dataset.unread = String(unread);
-    badge.textContent = unseen ? String(unseen) : "";
-    badge.hidden = unseen === 0;
+    badge.textContent = unread ? String(unread) : "";
+    badge.hidden = unread === 0;
+    if (fresh) {
+      fresh.textContent = unseen ? String(unseen) : "";
+      fresh.hidden = unseen === 0;
+    }
     showCountInTitle();
   }
 
