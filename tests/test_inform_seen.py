@@ -61,7 +61,8 @@ def test_opening_the_list_sees_everything_on_it(capture_pushes, as_alice, alice,
     with capture_pushes() as pushes:
         html = as_alice.get("/inform/").content.decode()
     assert counters_frames(pushes, alice) == [{"type": "unread", "unread": 3, "unseen": 0}]
-    assert 'data-unread="3" hidden' in html and html.count('class="inform-item unread"') == 3
+    assert 'data-unread="3">3</span>' in html and 'class="badge-new" hidden' in html
+    assert html.count('class="inform-item unread"') == 3
     assert "<title>Notifications" in html
 
 
