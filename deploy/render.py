@@ -12,9 +12,10 @@ reaches a server. OUT_DIR gets the same layout as deploy/templates/:
   mblog.env                        -> ENV_FILE (only once: it holds the secret key)
   bin/mblog-manage, bin/mblog-rolling-restart -> /usr/local/bin/
 
-Computed values: DAPHNE_UPSTREAMS (nginx server lines, one per process), DAPHNE_INSTANCES
-("0 1 …"), and SECRET_KEY when left empty (a fresh random key). Defaults when absent:
-MAX_OPEN_FILES=65536, WS_CONN_PER_ADDRESS=256, WS_MAX_MESSAGE_BYTES=32768. Standard library only.
+Computed values: DAPHNE_UPSTREAMS (nginx server lines, one per process),
+STOP_WAIT_SECONDS (DRAIN_SECONDS + 15) and SECRET_KEY when left empty (a fresh
+random key). Defaults when absent: MAX_OPEN_FILES=65536, WS_CONN_PER_ADDRESS=256,
+WS_MAX_MESSAGE_BYTES=32768, FAIL_TIMEOUT=5, DRAIN_SECONDS=5. Standard library only.
 """
 
 import os
@@ -47,10 +48,17 @@ def compute(values: dict[str, str]) -> dict[str, str]:
             "or nginx drops idle WebSockets between daphne's pings"
         )
     run_dir = values.get("RUN_DIR", "").rstrip("/")
+    values.setdefault("FAIL_TIMEOUT", "5")
+    values.setdefault("DRAIN_SECONDS", "5")
+    try:
+        fail_timeout, drain = int(values["FAIL_TIMEOUT"]), float(values["DRAIN_SECONDS"])
+    except ValueError as exc:
+        raise SystemExit(f"render: FAIL_TIMEOUT and DRAIN_SECONDS must be numbers ({exc})") from None
     values["DAPHNE_UPSTREAMS"] = "\n    ".join(
-        f"server unix:{run_dir}/daphne-{i}.sock max_fails=1 fail_timeout=5s;" for i in range(processes)
+        f"server unix:{run_dir}/daphne-{i}.sock max_fails=1 fail_timeout={fail_timeout}s;" for i in range(processes)
     )
-    values["DAPHNE_INSTANCES"] = " ".join(str(i) for i in range(processes))
+    # the drain (DRAIN_SECONDS) plus up to 10 s for the requests in flight, and a margin
+    values["STOP_WAIT_SECONDS"] = str(int(drain) + 15)
     values.setdefault("MAX_OPEN_FILES", "65536")
     values.setdefault("WS_CONN_PER_ADDRESS", "256")
     values.setdefault("WS_MAX_MESSAGE_BYTES", "32768")  # 4 bytes for each of WS_MAX_FRAME_CHARS (8192)

@@ -129,6 +129,7 @@ class Deployment:
         self.tmp.chmod(0o755)  # nginx's and daphne's users must reach their files below
         self.teardowns: list[tuple[str, callable]] = []
         self.timings: dict[str, float] = {}
+        self.figures: dict[str, dict] = {}
         self.sessions: dict[str, str] = {}
         self.is_root = os.geteuid() == 0
         me = pwd.getpwuid(os.geteuid())
@@ -174,6 +175,8 @@ class Deployment:
             "PING_TIMEOUT": "30",
             "PROXY_READ_TIMEOUT": str(PROXY_READ_TIMEOUT),
             "MAX_OPEN_FILES": str(MAX_OPEN_FILES),
+            "FAIL_TIMEOUT": "2",
+            "DRAIN_SECONDS": "2",
             "SECRET_KEY": "",  # render.py generates one
             "DATABASE_URL": f"{self.pg_base}/{self.db_name}",
             "REDIS_URL": self.redis_url,
@@ -581,7 +584,9 @@ class Socket:
 
 class ResumingClient(threading.Thread):
     """What the browser client does: keep a socket open, reconnect on close, send
-    {"type":"sync","after":last} on every open, drop ids already shown."""
+    {"type":"sync","after":last} on every open, drop ids already shown. Counts what a
+    user would notice: failed reconnects, and close codes (1001 "going away" is a drain;
+    None means the socket dropped without a close frame, which a browser sees as 1006)."""
 
     def __init__(self, site: Deployment, cookie: str, last_id: int):
         super().__init__(daemon=True)
@@ -589,6 +594,9 @@ class ResumingClient(threading.Thread):
         self.ids: list[int] = []
         self.seen: set[int] = {last_id}
         self.reconnect_seconds: list[float] = []
+        self.failed_connects: list[str] = []
+        self.close_codes: list[int | None] = []
+        self.connected = threading.Event()
         self.stopping = threading.Event()
         self.error: BaseException | None = None
 
@@ -603,27 +611,65 @@ class ResumingClient(threading.Thread):
         while not self.stopping.is_set():
             try:
                 ws = self.site.ws_connect(self.cookie)
-            except Exception:
+            except Exception as exc:
+                self.failed_connects.append(repr(exc)[:200])
                 time.sleep(0.1)
                 continue
+            self.connected.set()
             if closed_at is not None:
                 self.reconnect_seconds.append(time.monotonic() - closed_at)
             try:
                 ws.send(json.dumps({"type": "sync", "after": self.last}))
                 while not self.stopping.is_set():
+                    ws.settimeout(0.3)
                     try:
-                        frame = recv_frame(ws, 0.3)
+                        opcode, data = ws.recv_data(control_frame=False)
                     except websocket.WebSocketTimeoutException:
                         continue
+                    if opcode == websocket.ABNF.OPCODE_CLOSE:
+                        self.close_codes.append(int.from_bytes(data[:2], "big") if len(data) >= 2 else None)
+                        break
+                    frame = json.loads(data)
                     # a live frame may overtake the sync's answer: keep every id once
                     if frame["type"] == "inform" and frame["id"] not in self.seen:
                         self.seen.add(frame["id"])
                         self.ids.append(frame["id"])
                         self.last = max(self.last, frame["id"])
-            except Exception:
-                closed_at = time.monotonic()
+            except (websocket.WebSocketException, OSError):
+                if not self.stopping.is_set():
+                    self.close_codes.append(None)
             finally:
-                ws.close()
+                closed_at = time.monotonic()
+                ws.close(timeout=1)
+
+
+class HttpProber(threading.Thread):
+    """GETs through nginx, back to back, each on a new connection, while something is
+    restarted: every answer must be a 200."""
+
+    PATHS = ("/healthz", "/accounts/login/")
+
+    def __init__(self, site: Deployment):
+        super().__init__(daemon=True)
+        self.site = site
+        self.ok = 0
+        self.failures: list[str] = []
+        self.stopping = threading.Event()
+
+    def run(self):
+        n = 0
+        while not self.stopping.is_set():
+            path = self.PATHS[n % len(self.PATHS)]
+            n += 1
+            try:
+                response, body = self.site.https("GET", path)
+                if response.status == 200:
+                    self.ok += 1
+                else:
+                    self.failures.append(f"{path}: {response.status} {body[:100]!r}")
+            except Exception as exc:
+                self.failures.append(f"{path}: {exc!r}"[:200])
+            time.sleep(0.02)
 
 
 def ensure_debian_packages() -> None:
@@ -671,7 +717,7 @@ def site():
         t = time.monotonic()
         errors = d.teardown()
         print(f"\ndeploy test timings: {json.dumps({k: round(v, 2) for k, v in d.timings.items()})}, "
-              f"teardown {time.monotonic() - t:.2f}s; notes: {getattr(d, 'notes', [])}")
+              f"teardown {time.monotonic() - t:.2f}s; figures: {d.figures}; notes: {getattr(d, 'notes', [])}")
         if errors:
             pytest.fail("teardown: " + "; ".join(errors))
 
@@ -870,11 +916,14 @@ def _try_connect(site, cookie):
         return None
 
 
-def test_rolling_restart_with_the_shipped_script_loses_nothing(site):
+def test_rolling_restart_with_the_shipped_script_nobody_notices(site):
     cookie = site.login("alice")
     start_id = site.send_inform("alice", "before the rolling restart")
     client = ResumingClient(site, cookie, start_id)
+    prober = HttpProber(site)
     client.start()
+    assert client.connected.wait(10), "the client's socket did not open"
+    prober.start()
     pids_before = site.daphne_pids()
     sent = []
     t = time.monotonic()
@@ -887,18 +936,27 @@ def test_rolling_restart_with_the_shipped_script_loses_nothing(site):
         while restart.poll() is None:
             sent.append(site.send_inform("alice", f"during the rolling restart #{len(sent)}"))
         output = restart.stdout.read()
-        assert restart.returncode == 0, output
         site.timings["rolling restart of 2 daphne"] = time.monotonic() - t
         sent.append(site.send_inform("alice", "after the rolling restart"))
         wait_until(lambda: set(sent) <= client.seen, 15, "the client to receive everything")
     finally:
+        prober.stopping.set()
+        prober.join(15)
         client.stopping.set()
         client.join(5)
         if restart.poll() is None:
             restart.kill()
+    figures = {"http ok": prober.ok, "http failed": len(prober.failures), "reconnects": len(client.reconnect_seconds),
+               "failed reconnects": len(client.failed_connects), "close codes": client.close_codes}
+    site.figures["rolling restart"] = figures
+    print(f"\nrolling restart: {figures}; first failures: {prober.failures[:3]} {client.failed_connects[:3]}")
+    assert restart.returncode == 0, output
     assert client.error is None, client.error
     assert sorted(client.ids) == sent, (client.ids, sent)  # every one, none twice
     pids_after = site.daphne_pids()
     assert all(pids_after[i] != pids_before[i] for i in range(PROCESSES)), (pids_before, pids_after)
-    assert len(client.reconnect_seconds) >= 1
+    assert prober.ok > 0 and prober.failures == [], figures
+    assert client.failed_connects == [], figures
+    # each process said "going away" to its sockets before it went
+    assert len(client.close_codes) >= 1 and set(client.close_codes) == {1001}, figures
     site.timings["rolling restart: worst reconnect"] = max(client.reconnect_seconds)
