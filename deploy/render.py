@@ -8,14 +8,18 @@ reaches a server. OUT_DIR gets the same layout as deploy/templates/:
   nginx/mblog.conf                 -> /etc/nginx/sites-available/mblog.conf
   supervisor/mblog.conf            -> /etc/supervisor/conf.d/mblog.conf
   systemd/mblog-daphne@.service    -> /etc/systemd/system/  (instead of supervisor)
+  nginx/mblog-main.conf            -> /etc/nginx/modules-enabled/90-mblog.conf
   tmpfiles.d/mblog.conf            -> /etc/tmpfiles.d/mblog.conf
+  logrotate.d/mblog                -> /etc/logrotate.d/mblog
   mblog.env                        -> ENV_FILE (only once: it holds the secret key)
   bin/mblog-manage, bin/mblog-rolling-restart -> /usr/local/bin/
 
 Computed values: DAPHNE_UPSTREAMS (nginx server lines, one per process),
-STOP_WAIT_SECONDS (DRAIN_SECONDS + 15) and SECRET_KEY when left empty (a fresh
+STOP_WAIT_SECONDS (DRAIN_SECONDS + 15),
+NGINX_WORKER_CONNECTIONS (3/4 of MAX_OPEN_FILES) and SECRET_KEY when left empty (a fresh
 random key). Defaults when absent: MAX_OPEN_FILES=65536, WS_CONN_PER_ADDRESS=256,
-WS_MAX_MESSAGE_BYTES=32768, FAIL_TIMEOUT=5, DRAIN_SECONDS=5. Standard library only.
+WS_MAX_MESSAGE_BYTES=32768, FAIL_TIMEOUT=5, DRAIN_SECONDS=5,
+NGINX_PID=/run/nginx.pid. Standard library only.
 """
 
 import os
@@ -60,6 +64,9 @@ def compute(values: dict[str, str]) -> dict[str, str]:
     # the drain (DRAIN_SECONDS) plus up to 10 s for the requests in flight, and a margin
     values["STOP_WAIT_SECONDS"] = str(int(drain) + 15)
     values.setdefault("MAX_OPEN_FILES", "65536")
+    values.setdefault("NGINX_PID", "/run/nginx.pid")
+    # a quarter of the files left for nginx's own (logs, listening sockets, upstream spares)
+    values["NGINX_WORKER_CONNECTIONS"] = str(int(values["MAX_OPEN_FILES"]) * 3 // 4)
     values.setdefault("WS_CONN_PER_ADDRESS", "256")
     values.setdefault("WS_MAX_MESSAGE_BYTES", "32768")  # 4 bytes for each of WS_MAX_FRAME_CHARS (8192)
     if not values.get("SECRET_KEY"):

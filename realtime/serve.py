@@ -16,10 +16,14 @@ stop signal of supervisor and systemd) drains the process instead:
 A second SIGTERM stops at once. The refusing socket stays at the path until the next
 daphne takes it over: Twisted's lock file still names this process, so the next one
 finds it stale and replaces the socket.
+
+Running out of open files (every socket is one) is logged as an ERROR with the limit:
+daphne sends Twisted's own log, which says so, nowhere.
 """
 
 import logging
 import os
+import resource
 import signal
 import socket
 import time
@@ -29,6 +33,7 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
 from twisted.internet.unix import Port as UnixPort
+from twisted.logger import globalLogPublisher
 
 logger = logging.getLogger("realtime.serve")
 
@@ -50,10 +55,23 @@ def refuse_at(path: str) -> None:
         sock.close()  # the file stays, and refuses
 
 
+def open_file_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def report_file_exhaustion(event: dict) -> None:
+    """A Twisted log observer: accept() failing with EMFILE means new sockets are refused."""
+    if str(event.get("log_format", "")).startswith("EMFILE encountered"):
+        logger.error("open-file limit reached (%d files): new connections are refused; "
+                     "raise minfds / LimitNOFILE (deploy/values.example MAX_OPEN_FILES)", open_file_limit())
+
+
 class DrainingServer(Server):
     def run(self):
         self.ports = []
         self.draining_since = None
+        logger.info("open-file limit: %d (one per socket)", open_file_limit())
+        globalLogPublisher.addObserver(report_file_exhaustion)
         reactor.callWhenRunning(self.install_drain)
         super().run()
 

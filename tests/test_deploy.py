@@ -52,7 +52,9 @@ PING_INTERVAL = 1  # short, so that a socket idle for PROXY_READ_TIMEOUT proves 
 PROXY_READ_TIMEOUT = 3
 DEMO_PASSWORD = "demo-pass-123"
 CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-NGINX = "/usr/sbin/nginx"  # Debian's package (not always on a non-root PATH)
+NGINX = "/usr/sbin/nginx"
+# docs/deploy.md's sed on /etc/nginx/nginx.conf, as a Python regex (N: the rendered number)
+WORKER_CONNECTIONS_SED = (r"(?m)^(\s*worker_connections\s+)[0-9]+;", r"\g<1>N;")  # Debian's package (not always on a non-root PATH)
 
 
 def default_file_limit() -> None:
@@ -177,6 +179,7 @@ class Deployment:
             "MAX_OPEN_FILES": str(MAX_OPEN_FILES),
             "FAIL_TIMEOUT": "2",
             "DRAIN_SECONDS": "2",
+            "NGINX_PID": str(self.tmp / "nginx.pid"),
             "SECRET_KEY": "",  # render.py generates one
             "DATABASE_URL": f"{self.pg_base}/{self.db_name}",
             "REDIS_URL": self.redis_url,
@@ -408,6 +411,10 @@ class Deployment:
             (r"(?m)^\s*error_log\s+[^;]+;", f"error_log {self.log_dir / 'nginx-main-error.log'};"),
             (r"(?m)^\s*access_log\s+[^;]+;", f"\taccess_log {self.log_dir / 'nginx-main-access.log'};"),
             (r"(?m)^\s*include\s+/etc/nginx/conf\.d/[^;]*;", ""),
+            # docs/deploy.md: the shipped main-context file, and worker_connections raised
+            (r"(?m)^include\s+/etc/nginx/modules-enabled/\*\.conf;",
+             f"include /etc/nginx/modules-enabled/*.conf;\ninclude {self.rendered / 'nginx' / 'mblog-main.conf'};"),
+            (WORKER_CONNECTIONS_SED[0], WORKER_CONNECTIONS_SED[1].replace("N", self.worker_connections())),
             (r"(?m)^\s*include\s+/etc/nginx/sites-enabled/[^;]*;",
              f"{local_paths}\n\tinclude {self.rendered / 'nginx' / 'mblog.conf'};"),
         ]
@@ -417,6 +424,10 @@ class Deployment:
             text, n = re.subn(pattern, repl, text)
             assert n >= 1, f"/etc/nginx/nginx.conf: nothing matched {pattern}"
         self.nginx_conf.write_text(text)
+
+    def worker_connections(self) -> str:
+        text = (self.rendered / "nginx" / "mblog-main.conf").read_text()
+        return re.search(r"worker_connections (\d+);", text).group(1)
 
     def start_nginx(self) -> None:
         self.write_nginx_conf()
@@ -960,3 +971,54 @@ def test_rolling_restart_with_the_shipped_script_nobody_notices(site):
     # each process said "going away" to its sockets before it went
     assert len(client.close_codes) >= 1 and set(client.close_codes) == {1001}, figures
     site.timings["rolling restart: worst reconnect"] = max(client.reconnect_seconds)
+
+
+def test_nginx_holds_10000_connections_and_answers_unknown_hosts_with_nothing(site):
+    # The shipped limits reached nginx's workers: open files and connections per worker.
+    workers = children_of(site.nginx_pid)
+    assert workers
+    for pid in workers:
+        limits = Path(f"/proc/{pid}/limits").read_text()
+        assert int(re.search(r"(?m)^Max open files\s+(\d+)", limits).group(1)) >= MAX_OPEN_FILES, limits
+    assert int(site.worker_connections()) > 10_000
+    # 10,000 connections held open at once by two client processes, each answered by nginx
+    # (worker_connections 768 reset everything past the first few hundred). Plain HTTP (the
+    # redirect to HTTPS, kept alive): a connection costs nginx the same without TLS's CPU.
+    per_client, t = 5_000, time.monotonic()
+    clients = [subprocess.Popen(
+        [sys.executable, "-m", "tests.holdsockets", str(site.http_port), SERVER_NAME, str(per_client), "/", "301"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    ) for _ in range(2)]
+    try:
+        opened = [c.stdout.readline() for c in clients]
+        site.timings["10,000 connections opened"] = time.monotonic() - t
+        for c in clients:
+            c.stdin.write("check\n")
+            c.stdin.flush()
+        still_open = [c.stdout.readline() for c in clients]
+    finally:
+        for c in clients:
+            try:
+                c.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                c.kill()
+    site.figures["connections through nginx"] = {"opened": opened, "still open": still_open}
+    assert all(line.startswith(f"opened {per_client} ") for line in opened), opened
+    assert still_open == [f"open {per_client}\n"] * 2, still_open
+    errors = (site.log_dir / "nginx-error.log").read_text() + (site.log_dir / "nginx-main-error.log").read_text()
+    assert "worker_connections are not enough" not in errors
+
+    # An unknown Host header gets no answer (444) and never reaches daphne.
+    before = [len(site.daphne_log(i)) for i in range(PROCESSES)]
+    for port, scheme in ((site.http_port, "http"), (site.https_port, "https")):
+        conn = (http.client.HTTPConnection("127.0.0.1", port, timeout=10) if scheme == "http" else
+                http.client.HTTPSConnection("127.0.0.1", port, context=site.ssl_context(), timeout=10))
+        conn.request("GET", "/accounts/login/", headers={"Host": "evil.example"})
+        with pytest.raises(http.client.RemoteDisconnected):
+            conn.getresponse()
+        conn.close()
+    response, _ = site.https("GET", "/healthz")  # a request that does reach daphne, to compare
+    assert response.status == 200
+    wait_until(lambda: any("/healthz" in site.daphne_log(i)[before[i]:] for i in range(PROCESSES)), 5, "healthz logged")
+    assert not any("evil.example" in site.daphne_log(i) or "/accounts/login/" in site.daphne_log(i)[before[i]:]
+                   for i in range(PROCESSES))
