@@ -19,7 +19,8 @@ STOP_WAIT_SECONDS (DRAIN_SECONDS + 15),
 NGINX_WORKER_CONNECTIONS (3/4 of MAX_OPEN_FILES) and SECRET_KEY when left empty (a fresh
 random key). Defaults when absent: MAX_OPEN_FILES=65536, WS_CONN_PER_ADDRESS=256,
 WS_MAX_MESSAGE_BYTES=32768, FAIL_TIMEOUT=5, DRAIN_SECONDS=5,
-NGINX_PID=/run/nginx.pid. Standard library only.
+NGINX_PID=/run/nginx.pid, SUPERVISORCTL=supervisorctl, HEALTH_INTERVAL=10, HEALTH_TIMEOUT=5,
+HEALTH_FAILURES=3. Standard library only.
 """
 
 import os
@@ -34,6 +35,9 @@ from mblog.envfile import EnvFileError, parse  # noqa: E402  (the one KEY=VALUE 
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PLACEHOLDER = re.compile(r"\{\{([A-Z][A-Z0-9_]*)\}\}")
+# Lines between "; for each process N" and "; end for each process" (or with "#") are
+# written once per daphne process, {{N}} being 0 … PROCESSES-1.
+EACH_PROCESS = re.compile(r"(?ms)^[;#] for each process N\n(.*?)^[;#] end for each process\n")
 SECRET_FILES = {"mblog.env"}
 
 
@@ -65,6 +69,10 @@ def compute(values: dict[str, str]) -> dict[str, str]:
     values["STOP_WAIT_SECONDS"] = str(int(drain) + 15)
     values.setdefault("MAX_OPEN_FILES", "65536")
     values.setdefault("NGINX_PID", "/run/nginx.pid")
+    values.setdefault("SUPERVISORCTL", "supervisorctl")
+    values.setdefault("HEALTH_INTERVAL", "10")
+    values.setdefault("HEALTH_TIMEOUT", "5")
+    values.setdefault("HEALTH_FAILURES", "3")
     # a quarter of the files left for nginx's own (logs, listening sockets, upstream spares)
     values["NGINX_WORKER_CONNECTIONS"] = str(int(values["MAX_OPEN_FILES"]) * 3 // 4)
     values.setdefault("WS_CONN_PER_ADDRESS", "256")
@@ -75,6 +83,9 @@ def compute(values: dict[str, str]) -> dict[str, str]:
 
 
 def render_text(text: str, values: dict[str, str], name: str) -> str:
+    text = EACH_PROCESS.sub(
+        lambda m: "".join(m.group(1).replace("{{N}}", str(i)) for i in range(int(values["PROCESSES"]))), text
+    )
     missing = sorted({m for m in PLACEHOLDER.findall(text) if m not in values})
     if missing:
         raise SystemExit(f"render: {name} needs a value for: {', '.join(missing)}")
