@@ -12,9 +12,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 import websocket
 
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow  # real server processes
 
 
 def start(path, log, env=None, preexec_fn=None):
