@@ -349,7 +349,15 @@ class Deployment:
     def create_database(self) -> None:
         psql = ["psql", f"{self.pg_base}/postgres", "-v", "ON_ERROR_STOP=1", "-qtAc"]
         run(psql + [f'CREATE DATABASE "{self.db_name}"'])
-        self.on_teardown("drop database", lambda: run(psql + [f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)']))
+        self.databases = [self.db_name]
+
+        def drop_databases():
+            # together: each DROP DATABASE waits for a checkpoint, and concurrent ones share it
+            drops = [subprocess.Popen(psql + [f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'], stdout=subprocess.DEVNULL)
+                     for db in self.databases]
+            assert [d.wait(120) for d in drops] == [0] * len(drops)
+
+        self.on_teardown("drop databases", drop_databases)
 
     def manage(self, *args, timeout=120) -> subprocess.CompletedProcess:
         """The shipped wrapper: as the site's user, with the installed env file."""
@@ -1152,7 +1160,7 @@ def test_backup_and_restore_into_an_empty_database(site):
     restored_db = f"{site.db_name}_restored"
     psql = ["psql", f"{site.pg_base}/postgres", "-v", "ON_ERROR_STOP=1", "-qtAc"]
     run(psql + [f'CREATE DATABASE "{restored_db}"'])
-    site.on_teardown("drop restored database", lambda: run(psql + [f'DROP DATABASE IF EXISTS "{restored_db}" WITH (FORCE)']))
+    site.databases.append(restored_db)
     media_file.unlink()
     run([str(site.rendered / "bin" / "mblog-restore"), str(backup), f"{site.pg_base}/{restored_db}"], env=CLEAN_ENV)
 
