@@ -8,13 +8,19 @@ reaches a server. OUT_DIR gets the same layout as deploy/templates/:
   nginx/mblog.conf                 -> /etc/nginx/sites-available/mblog.conf
   supervisor/mblog.conf            -> /etc/supervisor/conf.d/mblog.conf
   systemd/mblog-daphne@.service    -> /etc/systemd/system/  (instead of supervisor)
+  nginx/mblog-main.conf            -> /etc/nginx/modules-enabled/90-mblog.conf
   tmpfiles.d/mblog.conf            -> /etc/tmpfiles.d/mblog.conf
+  logrotate.d/mblog                -> /etc/logrotate.d/mblog
   mblog.env                        -> ENV_FILE (only once: it holds the secret key)
   bin/mblog-manage, bin/mblog-rolling-restart -> /usr/local/bin/
 
-Computed values: DAPHNE_UPSTREAMS (nginx server lines, one per process), DAPHNE_INSTANCES
-("0 1 …"), and SECRET_KEY when left empty (a fresh random key). Defaults when absent:
-MAX_OPEN_FILES=65536, WS_CONN_PER_ADDRESS=256, WS_MAX_MESSAGE_BYTES=32768. Standard library only.
+Computed values: DAPHNE_UPSTREAMS (nginx server lines, one per process),
+STOP_WAIT_SECONDS (DRAIN_SECONDS + 15),
+NGINX_WORKER_CONNECTIONS (3/4 of MAX_OPEN_FILES) and SECRET_KEY when left empty (a fresh
+random key). Defaults when absent: MAX_OPEN_FILES=65536, WS_CONN_PER_ADDRESS=256,
+WS_MAX_MESSAGE_BYTES=32768, FAIL_TIMEOUT=5, DRAIN_SECONDS=5,
+NGINX_PID=/run/nginx.pid, SUPERVISORCTL=supervisorctl, HEALTH_INTERVAL=10, HEALTH_TIMEOUT=5,
+HEALTH_FAILURES=3. Standard library only.
 """
 
 import os
@@ -29,6 +35,9 @@ from mblog.envfile import EnvFileError, parse  # noqa: E402  (the one KEY=VALUE 
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PLACEHOLDER = re.compile(r"\{\{([A-Z][A-Z0-9_]*)\}\}")
+# Lines between "; for each process N" and "; end for each process" (or with "#") are
+# written once per daphne process, {{N}} being 0 … PROCESSES-1.
+EACH_PROCESS = re.compile(r"(?ms)^[;#] for each process N\n(.*?)^[;#] end for each process\n")
 SECRET_FILES = {"mblog.env"}
 
 
@@ -47,11 +56,25 @@ def compute(values: dict[str, str]) -> dict[str, str]:
             "or nginx drops idle WebSockets between daphne's pings"
         )
     run_dir = values.get("RUN_DIR", "").rstrip("/")
+    values.setdefault("FAIL_TIMEOUT", "5")
+    values.setdefault("DRAIN_SECONDS", "5")
+    try:
+        fail_timeout, drain = int(values["FAIL_TIMEOUT"]), float(values["DRAIN_SECONDS"])
+    except ValueError as exc:
+        raise SystemExit(f"render: FAIL_TIMEOUT and DRAIN_SECONDS must be numbers ({exc})") from None
     values["DAPHNE_UPSTREAMS"] = "\n    ".join(
-        f"server unix:{run_dir}/daphne-{i}.sock max_fails=1 fail_timeout=5s;" for i in range(processes)
+        f"server unix:{run_dir}/daphne-{i}.sock max_fails=1 fail_timeout={fail_timeout}s;" for i in range(processes)
     )
-    values["DAPHNE_INSTANCES"] = " ".join(str(i) for i in range(processes))
+    # the drain (DRAIN_SECONDS) plus up to 10 s for the requests in flight, and a margin
+    values["STOP_WAIT_SECONDS"] = str(int(drain) + 15)
     values.setdefault("MAX_OPEN_FILES", "65536")
+    values.setdefault("NGINX_PID", "/run/nginx.pid")
+    values.setdefault("SUPERVISORCTL", "supervisorctl")
+    values.setdefault("HEALTH_INTERVAL", "10")
+    values.setdefault("HEALTH_TIMEOUT", "5")
+    values.setdefault("HEALTH_FAILURES", "3")
+    # a quarter of the files left for nginx's own (logs, listening sockets, upstream spares)
+    values["NGINX_WORKER_CONNECTIONS"] = str(int(values["MAX_OPEN_FILES"]) * 3 // 4)
     values.setdefault("WS_CONN_PER_ADDRESS", "256")
     values.setdefault("WS_MAX_MESSAGE_BYTES", "32768")  # 4 bytes for each of WS_MAX_FRAME_CHARS (8192)
     if not values.get("SECRET_KEY"):
@@ -60,6 +83,9 @@ def compute(values: dict[str, str]) -> dict[str, str]:
 
 
 def render_text(text: str, values: dict[str, str], name: str) -> str:
+    text = EACH_PROCESS.sub(
+        lambda m: "".join(m.group(1).replace("{{N}}", str(i)) for i in range(int(values["PROCESSES"]))), text
+    )
     missing = sorted({m for m in PLACEHOLDER.findall(text) if m not in values})
     if missing:
         raise SystemExit(f"render: {name} needs a value for: {', '.join(missing)}")

@@ -191,6 +191,15 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", default=BASE_DIR / "media")
 WHITENOISE_USE_FINDERS = True  # nginx serves /static/ in production; this keeps the embedded run simple
+# Production (deploy/templates/mblog.env): collectstatic writes content-hashed names
+# (inform.3f2a…9c.js), so an upgrade's JavaScript has new URLs and no browser runs old
+# code against a new server, plus gzipped copies; nginx serves both with long caching.
+# Off elsewhere: the tests and the development server use the plain names.
+if env.bool("DJANGO_STATIC_MANIFEST", default=False):
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
 
 # Behind nginx (deploy/): trust its X-Forwarded-Proto for https detection.
 if env.bool("DJANGO_BEHIND_PROXY", default=False):
