@@ -171,6 +171,8 @@ class ChatConsumer(GuardedConsumer):
     async def handle_frame(self, frame: dict) -> None:
         if not self.is_signed_in:
             return
+        if self.scope.get("read_only"):
+            return await self.send_frame(error_frame("forbidden", "this token is read-only: it may not post"))
         try:
             await db(services.chat_message_post)(room=self.room, author=self.user, text=frame["text"], budgeted=True)
         except services.RateLimited as exc:

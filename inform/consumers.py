@@ -79,6 +79,8 @@ class InformConsumer(GuardedConsumer):
         if not self.is_signed_in:
             return await self.send_frame(error_frame("unauthenticated", "sign in to sync or read notifications"))
         kind = frame["type"]
+        if kind != "sync" and self.scope.get("read_only"):
+            return await self.send_frame(error_frame("forbidden", "this token is read-only: it may sync, not read"))
         if kind == "sync":
             await self.send_stream_after(frame["after"])
         elif kind == "read":

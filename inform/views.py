@@ -12,6 +12,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from realtime.frames import BadFrame
+from tokens.middleware import accepts_tokens
 
 from . import frames, selectors, services
 from .models import Delivery, Kind, kind_of
@@ -159,6 +160,7 @@ def mark_read_form(request):
     return HttpResponseRedirect(target)
 
 
+@accepts_tokens
 @require_GET
 @api_login_required
 def api_notifications(request):
@@ -173,6 +175,7 @@ def api_notifications(request):
     return JsonResponse({"notifications": [frames.inform_frame(n) for n in items]})
 
 
+@accepts_tokens
 @require_GET
 @api_login_required
 def api_read_state(request):
@@ -189,6 +192,7 @@ def api_read_state(request):
     return JsonResponse({"read": sorted(n.id for n in rows if selectors.is_read(user, n)), **_counters(user)})
 
 
+@accepts_tokens
 @require_GET
 @api_login_required
 def api_menu(request):
@@ -212,6 +216,7 @@ def _counters(user) -> dict:
     return selectors.counters(user)._asdict()
 
 
+@accepts_tokens
 @require_GET
 @api_login_required
 def api_unread(request):
@@ -233,6 +238,7 @@ def api_seen(request):
     return JsonResponse(_counters(request.user))
 
 
+@accepts_tokens
 @require_POST
 @api_login_required
 def api_read(request):

@@ -1,4 +1,6 @@
 """Session authentication for WebSocket handshakes: one middleware, sessions read in batches.
+(A handshake with an `Authorization: Bearer` header is a script's: its access token
+decides, see tokens.services.)
 
 Channels' AuthMiddleware reads the session row and then the user row for every socket,
 one socket at a time on Channels' single database thread: ~1.1 ms of CPU per socket
@@ -29,8 +31,11 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
+from tokens.services import bearer, socket_key, token_authenticate
+
 BATCH = 200  # sessions per pair of queries
 _MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+CLOSE_UNAUTHENTICATED = 4401
 
 
 class WebSocketAuthMiddleware:
@@ -45,6 +50,8 @@ class WebSocketAuthMiddleware:
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" and authorization(scope) is not None:
+            return await self._with_token(scope, receive, send)
         cookies = {}
         for name, value in scope["headers"]:
             if name == b"cookie":
@@ -54,6 +61,28 @@ class WebSocketAuthMiddleware:
         scope = dict(scope, cookies=cookies, session=session)
         scope["user"] = await user_for_scope(scope)
         return await self.inner(scope, receive, send)
+
+    async def _with_token(self, scope, receive, send):
+        """A handshake with `Authorization: Bearer` is its token's user, or refused; its
+        cookies are ignored. `auth_key` is what ends the socket when the token is revoked
+        (realtime.sessions); `read_only` tells consumers what it may change."""
+        token = await database_sync_to_async(token_authenticate)(bearer(authorization(scope)))
+        if token is None:
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": CLOSE_UNAUTHENTICATED})
+            return
+        scope = dict(
+            scope, cookies={}, session=_session_store()(None), user=token.user,
+            auth_key=socket_key(token.pk), read_only=token.read_only,
+        )
+        return await self.inner(scope, receive, send)
+
+
+def authorization(scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            return value.decode("latin1")
+    return None
 
 
 async def user_for_scope(scope):

@@ -5,7 +5,11 @@ A handshake is let through when its Origin equals the origin the request was mad
 header with its port) or is listed in CSRF_TRUSTED_ORIGINS (`https://*.example.com`
 matches subdomains, as for CSRF). Anything else is refused before the socket opens:
 another port or scheme on the same host, `null`, no Origin, or a Host not in
-ALLOWED_HOSTS. Channels' AllowedHostsOriginValidator compares host names only, so a
+ALLOWED_HOSTS.
+
+A handshake with an Authorization header is a script's, not a page's (a browser's
+WebSocket cannot set one): its token alone decides (mblog.ws_auth ignores its cookies),
+so it needs no Origin. Channels' AllowedHostsOriginValidator compares host names only, so a
 page on another port of the same host (same site, so the session cookie goes along)
 could read a user's frames.
 """
@@ -75,7 +79,7 @@ class OriginCheckMiddleware:
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "websocket" and not origin_allowed(scope):
+        if scope["type"] == "websocket" and not (_header(scope, b"authorization") or origin_allowed(scope)):
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": CLOSE_FORBIDDEN})
             return

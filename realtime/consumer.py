@@ -99,8 +99,8 @@ class GuardedConsumer(AsyncWebsocketConsumer):
         self._disconnected = False
         self._auth_groups: tuple[str, ...] = ()
         user = self.scope.get("user")
-        self.session = sessions.session_tag(self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)) if (
-            user is not None and user.is_authenticated) else None
+        key = self.scope.get("auth_key") or self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
+        self.session = sessions.session_tag(key) if (user is not None and user.is_authenticated) else None
         try:
             if self.session is not None:
                 # Before connect(): a sign-out racing the handshake still finds this socket.

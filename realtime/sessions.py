@@ -5,6 +5,10 @@ Each signed-in socket joins its user's auth group (realtime.hub). end_sessions()
 sends one message there after the transaction commits; each process's hub closes the
 matching local sockets with CLOSE_SESSION_ENDED. New handshakes are refused anyway
 (mblog.ws_auth verifies the session and its password hash).
+
+A socket authenticated by other means than the session cookie (an access token) has
+scope["auth_key"] instead: a string that is never a session key, passed to
+end_sessions() as one.
 """
 
 import hashlib
