@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class InformConfig(AppConfig):
@@ -10,6 +11,13 @@ class InformConfig(AppConfig):
         from django.db.models.signals import post_save
 
         post_save.connect(_user_created, sender=get_user_model(), dispatch_uid="inform_state_for_new_users")
+        if not settings.REDIS_URL:
+            # The in-process layer cannot hear other processes: tail the table instead.
+            from realtime.hub import add_local_source
+
+            from .tail import start
+
+            add_local_source(start)
 
 
 def _user_created(sender, instance, created, raw=False, **kwargs):

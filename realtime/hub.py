@@ -26,6 +26,19 @@ from . import frames, transport, wire
 
 log = logging.getLogger(__name__)
 
+# Coroutine functions that return a coroutine to run beside the hub while it runs (from
+# its first socket to its last): add_local_source(). A domain feeds the hub from a source
+# the layer cannot hear (inform.tail, for the in-process layer).
+_local_sources: list = []
+
+
+def add_local_source(start) -> None:
+    """`await start()` prepares (before the first socket's join returns) and gives the
+    coroutine to run as a hub task; it pushes through the transport as any writer does."""
+    if start not in _local_sources:
+        _local_sources.append(start)
+
+
 # Layers forget group members after group_expiry (a day by default); re-joining
 # hourly keeps a long-lived process subscribed whatever the layer.
 REJOIN_SECONDS = 3600
@@ -59,6 +72,11 @@ class Hub:
             if self.channel is None:
                 self.channel = await transport.new_hub_channel()
                 self._tasks = [asyncio.create_task(self._receive_loop()), asyncio.create_task(self._probe_loop())]
+                for start in _local_sources:
+                    try:
+                        self._tasks.append(asyncio.create_task(await start()))
+                    except Exception:
+                        log.exception("local source %r did not start", start)
             for group in groups:
                 if not self.members[group]:
                     await transport.hub_join(group, self.channel)

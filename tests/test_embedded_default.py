@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 import urllib.parse
 import urllib.request
 
@@ -86,3 +87,43 @@ def test_serve_command_runs_the_site_on_sqlite_and_the_in_process_layer(embedded
     assert (frame["type"], frame["verb"], frame["actor"]) == ("inform", "follow", "admin")
     assert frame["unread"] == int(badge or 0) + 1
     ws.close()
+
+
+def frame_where(ws, predicate, timeout: float = 15) -> dict:
+    """The first frame that satisfies predicate (others are skipped), within timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ws.settimeout(max(0.1, deadline - time.monotonic()))
+        frame = json.loads(ws.recv())
+        if predicate(frame):
+            return frame
+
+
+def test_pushes_from_another_process_reach_the_served_site(embedded_server):
+    """bin/manage send_inform is another process: the in-process layer cannot carry its
+    push, the server's tail of the notifications table does (inform/tail.py)."""
+    base, log_path = embedded_server
+    alice = Browser(base)
+    alice.login("alice", "demo-pass-123")
+    ws_url = base.replace("http", "ws") + "/ws/inform/"
+    signed_in = websocket.create_connection(ws_url, cookie=f"sessionid={alice.cookie('sessionid')}", origin=base)
+    anonymous = websocket.create_connection(ws_url, origin=base)
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY")}
+    env.update(DJANGO_DEBUG="1", DATABASE_URL=f"sqlite:///{log_path.parent / 'db.sqlite3'}")  # as the fixture
+    manage = [str(ROOT / "bin" / "manage"), "send_inform"]
+
+    def send(*args: str) -> None:
+        done = subprocess.run([*manage, *args], env=env, capture_output=True, timeout=60, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    try:
+        send("--to", "alice", "--verb", "mention", "--text", "from another process")
+        frame = frame_where(signed_in, lambda f: f["type"] == "inform")
+        assert (frame["verb"], frame["text"]) == ("mention", "from another process")
+        send("--all", "--verb", "site_update", "--text", "maintenance at ten")
+        assert frame_where(signed_in, lambda f: f["type"] == "inform")["text"] == "maintenance at ten"
+        feed = frame_where(anonymous, lambda f: f["type"] == "feed" and f["event"] == "site_update")
+        assert feed["text"] == "maintenance at ten"
+    finally:
+        signed_in.close()
+        anonymous.close()
