@@ -4,9 +4,9 @@ The in-process channel layer reaches this process only: a notification stored by
 `bin/manage send_inform` or any other process on the same database would reach open
 sockets only at their next sync. So while this process's hub runs (realtime.hub, local
 sources), it tails the notifications table: every POLL_SECONDS it reads MAX(id) and
-pushes the rows above the last one it saw through inform.push, as their writer would
-have. Ids are commit order (realtime.ordering; SQLite writes one transaction at a
-time), so a row below one already seen never commits later.
+pushes the rows above the last one it saw (services.notifications_push_again), as
+their writer would have. Ids are commit order (realtime.ordering; SQLite writes one
+transaction at a time), so a row below one already seen never commits later.
 
 Rows this process stored itself are pushed a second time: sockets drop an id they were
 sent (InformConsumer.deliver) and pages drop feed keys they show.
@@ -17,7 +17,7 @@ import logging
 
 from channels.db import database_sync_to_async
 
-from . import push
+from . import services
 from .models import Notification
 from .selectors import latest_notification_id
 
@@ -36,16 +36,10 @@ class TableTail:
         latest = latest_notification_id()
         if latest <= self.last:
             return 0
-        rows = list(Notification.objects.filter(id__gt=self.last, id__lte=latest).select_related("actor")
-                    .order_by("id")[:BATCH])
-        self.last = rows[-1].id if len(rows) == BATCH else latest
-        personal = [n for n in rows if not n.is_site_update]
-        if personal:
-            push.notify_informs(personal)
-        for n in rows:
-            if n.is_site_update:
-                push.notify_site_update(n)
-        return len(rows)
+        ids = list(Notification.objects.filter(id__gt=self.last, id__lte=latest).order_by("id")
+                   .values_list("id", flat=True)[:BATCH])
+        self.last = ids[-1] if len(ids) == BATCH else latest
+        return services.notifications_push_again(Notification.objects.filter(id__in=ids).order_by("id"))
 
     async def run(self) -> None:
         while True:

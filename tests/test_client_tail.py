@@ -3,16 +3,16 @@ through a server restart (the connection drops, pushes made meanwhile are only s
 a restart of the client itself (resume from its state file), and stops when its token
 is revoked."""
 
+import json
 import os
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
 from inform.services import send_inform
-from tests.conftest import ROOT, Daphne, live_database_url
+from tests.conftest import ROOT, Daphne, live_database_url, wait_until
 from tokens.services import token_create, token_revoke
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -43,17 +43,7 @@ class Tail:
 
 
 def printed_ids(lines: list[str]) -> list[int]:
-    import json
-
     return [json.loads(line)["id"] for line in list(lines)]
-
-
-def wait_until(condition, what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_tail_prints_each_notification_once_across_server_and_client_restarts(
@@ -74,23 +64,23 @@ def test_tail_prints_each_notification_once_across_server_and_client_restarts(
     expected = [push("before the client started")]
     tail = Tail(server.url, raw, state, lines)
     try:
-        wait_until(lambda: printed_ids(lines) == expected, "the catch-up")
+        wait_until(lambda: printed_ids(lines) == expected, 20, "the catch-up")
         expected.append(push("live"))
-        wait_until(lambda: printed_ids(lines) == expected, "the live push")
+        wait_until(lambda: printed_ids(lines) == expected, 20, "the live push")
 
         server.stop()  # the connection drops; these are stored, not pushed
         expected += [push("while the server was down"), push("also while down")]
         server.start()  # same port
-        wait_until(lambda: printed_ids(lines) == expected, "the resume after the server restart")
+        wait_until(lambda: printed_ids(lines) == expected, 20, "the resume after the server restart")
         expected.append(push("live again"))
-        wait_until(lambda: printed_ids(lines) == expected, "live pushes after the reconnect")
+        wait_until(lambda: printed_ids(lines) == expected, 20, "live pushes after the reconnect")
 
         tail.stop()
         expected.append(push("while the client was stopped"))
         tail = Tail(server.url, raw, state, lines)
-        wait_until(lambda: printed_ids(lines) == expected, "the resume from the state file")
+        wait_until(lambda: printed_ids(lines) == expected, 20, "the resume from the state file")
         expected.append(push("last"))
-        wait_until(lambda: printed_ids(lines) == expected, "the last push")
+        wait_until(lambda: printed_ids(lines) == expected, 20, "the last push")
         assert printed_ids(lines) == expected and len(set(expected)) == len(expected) == 7
 
         token_revoke(user=alice, token_id=token_row.pk)
