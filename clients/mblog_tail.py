@@ -90,6 +90,11 @@ def render(frame: dict, fmt: str) -> str:
     return json.dumps({k: frame.get(k) for k in FIELDS}, ensure_ascii=False)
 
 
+def retry_delay(attempt: int, max_delay: float, base: float = 0.5) -> float:
+    """Full jitter: clients that lost the server together do not come back together."""
+    return random.uniform(0, min(max_delay, base * 2 ** min(attempt, 32)))
+
+
 def log(message: str) -> None:
     print(f"mblog_tail: {message}", file=sys.stderr, flush=True)
 
@@ -133,7 +138,7 @@ async def tail(site: str, token: str, state: State, *, fmt: str = "json", max_de
         if code == CLOSE_FORBIDDEN:
             log("the server closed the socket as forbidden; stopping")
             return TOKEN_REFUSED
-        delay = random.uniform(0, min(max_delay, 0.5 * 2**attempt))
+        delay = retry_delay(attempt, max_delay)
         attempt += 1
         log(f"retrying in {delay:.1f} s" + (f" (the server closed with {code})" if code else ""))
         await asyncio.sleep(delay)

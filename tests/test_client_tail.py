@@ -89,3 +89,24 @@ def test_tail_prints_each_notification_once_across_server_and_client_restarts(
         tail.stop()
         server.stop()
     assert printed_ids(lines) == expected
+
+
+def test_tail_follows_a_server_that_cannot_resume_its_cursor(live_url, make_user, tmp_path):
+    """A state file from another database (its cursor is beyond anything here): the
+    server answers `reset`, the client takes its cursor and prints what comes next."""
+    from clients.mblog_tail import State
+
+    alice, bob = make_user("alice"), make_user("bob")
+    _, raw = token_create(user=alice, name="tail", scope="read")
+    send_inform(to=alice, verb="follow", actor=bob, text="older, not followed")
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"cursor": 10**12, "seen": [10**12 + 1]}))
+    lines: list[str] = []
+    tail = Tail(live_url, raw, state, lines)
+    try:
+        wait_until(lambda: State(state).cursor < 10**12, 20, "the reset")
+        n = send_inform(to=alice, verb="mention", actor=bob, text="after the reset")[0]
+        wait_until(lambda: printed_ids(lines) == [n.id], 20, "the push after the reset")
+    finally:
+        tail.stop()
+    assert printed_ids(lines) == [n.id]
