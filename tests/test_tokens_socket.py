@@ -22,16 +22,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class TokenSocket(Socket):
+    """A Socket whose handshake carries `Authorization: Bearer <raw>` (no Origin unless given)."""
+
     def __init__(self, raw: str, path: str = "/ws/inform/", origin: bytes | None = None, cookie: str | None = None):
         from mblog.asgi import application
 
-        headers = [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {raw}".encode())]
-        if origin is not None:
-            headers.append((b"origin", origin))
-        if cookie is not None:
-            headers.append((b"cookie", cookie.encode()))
+        super().__init__(path, cookie, origin)
+        headers = [*self.comm.scope["headers"], (b"authorization", f"Bearer {raw}".encode())]
         self.comm = WebsocketCommunicator(application, path, headers=headers)
-        self.connected = False
 
 
 async def open_token_socket(raw: str, **kwargs) -> TokenSocket:
