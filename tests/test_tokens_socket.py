@@ -66,6 +66,7 @@ async def test_the_token_decides_not_the_cookie(make_user):
     s = await open_token_socket(raw, cookie=await db(session_cookie_for)(alice), origin=ORIGIN)
     await s.send({"type": "sync", "after": 0})
     assert await s.recv() == {"type": "unread", "unread": 0}  # bob's stream, not alice's
+    await s.recv_until("synced")
     await s.close()
 
 
