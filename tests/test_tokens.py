@@ -106,7 +106,7 @@ def test_read_only_token_reads_the_api(alice, bob):
     c = Client()
     got = c.get(f"{API}/notifications/?after=0", **bearer(raw)).json()["notifications"]
     assert [x["id"] for x in got] == [n.id]
-    assert c.get(f"{API}/unread/", **bearer(raw)).json() == {"unread": 1}
+    assert c.get(f"{API}/unread/", **bearer(raw)).json()["unread"] == 1
     assert c.get(f"{API}/menu/", **bearer(raw)).status_code == 200
 
 
@@ -124,8 +124,8 @@ def test_read_write_token_marks_read_without_csrf(alice, bob):
     _, raw = token_create(user=alice, name="w", scope="write")
     c = Client(enforce_csrf_checks=True)
     r = post_read(c, raw, {"ids": [ns[0].id]})
-    assert r.status_code == 200 and r.json() == {"unread": 1}
-    assert post_read(c, raw, {"all": True}).json() == {"unread": 0}
+    assert r.status_code == 200 and r.json()["unread"] == 1
+    assert post_read(c, raw, {"all": True}).json()["unread"] == 0
 
 
 def test_session_api_calls_keep_their_csrf_check(alice):
@@ -160,8 +160,8 @@ def test_a_token_speaks_for_its_user_whatever_the_session(alice, bob):
     _, raw = token_create(user=bob, name="b", scope="read")
     c = Client()
     c.force_login(alice)
-    assert c.get(f"{API}/unread/", **bearer(raw)).json() == {"unread": 0}  # bob's
-    assert c.get(f"{API}/unread/").json() == {"unread": 1}  # alice's session
+    assert c.get(f"{API}/unread/", **bearer(raw)).json()["unread"] == 0  # bob's
+    assert c.get(f"{API}/unread/").json()["unread"] == 1  # alice's session
 
 
 def test_last_used_is_recorded(alice):
