@@ -223,6 +223,7 @@ def api_unread(request):
     return JsonResponse(_counters(request.user))
 
 
+@accepts_tokens
 @require_POST
 @api_login_required
 def api_seen(request):

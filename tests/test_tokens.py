@@ -178,3 +178,25 @@ def test_tokens_per_user_are_capped(alice):
         token_create(user=alice, name=f"t{i}", scope="read")
     with pytest.raises(TokenError):
         token_create(user=alice, name="one more", scope="read")
+
+
+def test_every_json_api_view_takes_tokens():
+    from django.urls import get_resolver
+
+    from inform import urls
+
+    api = [p for p in urls.urlpatterns if str(p.pattern).startswith("api/")]
+    assert api and all(getattr(p.callback, "accepts_tokens", False) for p in api)
+    assert not getattr(get_resolver().resolve("/inform/read/").func, "accepts_tokens", False)
+
+
+def test_seen_takes_a_read_write_token_only(alice, bob):
+    n = send_inform(to=alice, verb="follow", actor=bob, text="hi")[0]
+    _, read_only = token_create(user=alice, name="r", scope="read")
+    _, read_write = token_create(user=alice, name="w", scope="write")
+    body = json.dumps({"upto": n.id})
+    c = Client(enforce_csrf_checks=True)
+    r = c.post(f"{API}/seen/", body, content_type="application/json", **bearer(read_only))
+    assert r.status_code == 403 and r.json()["error"] == "forbidden"
+    r = c.post(f"{API}/seen/", body, content_type="application/json", **bearer(read_write))
+    assert r.status_code == 200 and r.json()["unseen"] == 0 and r.json()["unread"] == 1
