@@ -44,7 +44,7 @@ from pathlib import Path
 import pytest
 import websocket
 
-from tests.conftest import ARTIFACTS, ROOT, free_port
+from tests.conftest import ARTIFACTS, ROOT, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -70,17 +70,6 @@ def run(cmd, check=True, timeout=60, **kw) -> subprocess.CompletedProcess:
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} exited {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}")
     return result
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def pid_alive(pid: int) -> bool:
