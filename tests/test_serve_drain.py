@@ -10,12 +10,11 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
 import websocket
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_until
 
 pytestmark = pytest.mark.slow  # real server processes
 
@@ -26,13 +25,6 @@ def start(path, log, env=None, preexec_fn=None):
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "DRAIN_SECONDS": "1", **(env or {})},
         preexec_fn=preexec_fn,
     )
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def answers(path) -> bool:
@@ -59,7 +51,7 @@ def test_sigterm_drains_and_the_next_process_takes_the_socket_over(tmp_path):
     log = open(tmp_path / "log", "w+")
     first = start(path, log)
     try:
-        wait_for(lambda: answers(path), 20, "the first server")
+        wait_until(lambda: answers(path), 20, "the first server")
         sockets = [ws_open(path) for _ in range(3)]
         first.send_signal(signal.SIGTERM)
         codes = []
@@ -83,7 +75,7 @@ def test_sigterm_drains_and_the_next_process_takes_the_socket_over(tmp_path):
         assert stat.S_ISSOCK(os.stat(path).st_mode)  # still there after the exit
         second = start(path, log)
         try:
-            wait_for(lambda: answers(path), 20, "the next server on the same path")
+            wait_until(lambda: answers(path), 20, "the next server on the same path")
         finally:
             second.terminate()
             second.wait(15)
@@ -107,7 +99,7 @@ def test_running_out_of_open_files_is_logged(tmp_path):
     server = start(path, log, preexec_fn=low_limit)
     held = []
     try:
-        wait_for(lambda: answers(path), 20, "the server")
+        wait_until(lambda: answers(path), 20, "the server")
         for _ in range(limit):
             try:
                 held.append(ws_open(path, timeout=2))
@@ -118,7 +110,7 @@ def test_running_out_of_open_files_is_logged(tmp_path):
             log.seek(0)
             return "open-file limit reached (64 files)" in log.read()
 
-        wait_for(logged, 10, "the open-file limit in the log")
+        wait_until(logged, 10, "the open-file limit in the log")
         assert len(held) < limit
     finally:
         for ws in held:
