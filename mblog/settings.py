@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "mblog",
     "inform",
     "chat",
+    "away",
 ]
 
 MIDDLEWARE = [
@@ -251,8 +252,28 @@ LOGGING = {
         "inform": {"level": "INFO"},
         "chat": {"level": "INFO"},
         "realtime": {"level": "INFO"},
+        "away": {"level": "INFO"},
     },
 }
 CSRF_FAILURE_VIEW = "mblog.views.csrf_failure"
+
+# Reaching people who are away (away/, docs/away.md).
+# The site's own address, for links in emails (no trailing slash).
+SITE_URL = env.str("DJANGO_SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Email: EMAIL_URL=smtp+tls://user:password@smtp.example.com:587 (django-environ's
+# syntax) in production; without it, emails are printed on the console.
+if env.str("EMAIL_URL", default=""):
+    globals().update(env.email_url("EMAIL_URL"))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="mblog <noreply@localhost>")
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20)
+# A notification still unread this many seconds after it arrived is emailed (in a digest).
+AWAY_EMAIL_DELAY = env.int("AWAY_EMAIL_DELAY", default=300)
+# Older ones are never emailed (a sender that was stopped for a day does not flood).
+AWAY_EMAIL_MAX_AGE = env.int("AWAY_EMAIL_MAX_AGE", default=2 * 24 * 3600)
+# Presence: each process refreshes its sockets' rows this often; older rows are gone.
+AWAY_PRESENCE_HEARTBEAT = env.float("AWAY_PRESENCE_HEARTBEAT", default=30.0)
+AWAY_PRESENCE_STALE = env.float("AWAY_PRESENCE_STALE", default=90.0)
 # mblog.csp: a Content-Security-Policy header on every response (0 turns it off).
 CONTENT_SECURITY_POLICY = env.bool("DJANGO_CSP", default=True)

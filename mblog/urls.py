@@ -15,6 +15,7 @@ urlpatterns = [
     path("posts/<int:pk>/", views.post_detail, name="post_detail"),
     path("inform/", include("inform.urls")),
     path("chat/", include("chat.urls")),
+    path("away/", include("away.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,19 @@
+"""Which notifications a person wants by email: the one place the email sender asks.
+
+Until inform's per-kind preferences (issue 13) land, this is: replies, mentions and
+follows by default, minus the kinds the person unsubscribed from (the one-click link
+in every email, away.views.unsubscribe)."""
+
+EMAIL_BY_DEFAULT = frozenset({"reply", "mention", "follow"})
+
+
+def email_wanted(user, verb: str) -> bool:
+    if verb not in EMAIL_BY_DEFAULT:
+        return False
+    from .models import AwayProfile
+
+    try:
+        profile = user.away
+    except AwayProfile.DoesNotExist:
+        return True
+    return verb not in profile.unsubscribed

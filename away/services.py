@@ -1,0 +1,185 @@
+"""Email for people who are away: one digest per person of what is still unread after
+AWAY_EMAIL_DELAY, never while they are looking, never inside their quiet hours.
+
+send_due_emails() is safe to run in several processes at once: each person's
+AwayProfile row is claimed with SELECT … FOR UPDATE SKIP LOCKED, the digest is sent
+while the row is held, and its watermark moves in the same transaction. A sender that
+fails to send rolls back and the digest is tried again on the next run.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.conf import settings
+from django.core import signing
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.db.models import F, Q
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from inform.models import Notification, Verb
+
+from . import presence
+from .models import AwayProfile
+from .preferences import email_wanted
+
+log = logging.getLogger(__name__)
+
+UNSUBSCRIBE_SALT = "away.unsubscribe"
+KIND_NAMES = {"reply": "replies", "mention": "mentions", "follow": "new followers", "site_update": "site updates"}
+
+
+# --- quiet hours ------------------------------------------------------------------------
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def in_quiet_hours(profile: AwayProfile, now: datetime) -> bool:
+    """Inside the person's window, in their time zone (a window may wrap past midnight)."""
+    start, end = profile.quiet_start, profile.quiet_end
+    if start is None or end is None or start == end:
+        return False
+    t: time = now.astimezone(zone(profile.time_zone)).time()
+    return start <= t < end if start < end else t >= start or t < end
+
+
+# --- one-click unsubscribe (RFC 8058) -------------------------------------------------
+
+
+def unsubscribe_token(user_id: int, verbs) -> str:
+    return signing.dumps({"u": user_id, "k": sorted(set(verbs))}, salt=UNSUBSCRIBE_SALT, compress=True)
+
+
+def read_unsubscribe_token(token: str) -> tuple[int, list[str]]:
+    """(user id, verbs); signing.BadSignature when the token was not made here."""
+    data = signing.loads(token, salt=UNSUBSCRIBE_SALT)
+    verbs = [v for v in data["k"] if v in Verb.values]
+    return int(data["u"]), verbs
+
+
+def unsubscribe_url(user_id: int, verbs) -> str:
+    return settings.SITE_URL + reverse("away_unsubscribe", args=[unsubscribe_token(user_id, verbs)])
+
+
+def unsubscribe(user_id: int, verbs) -> AwayProfile:
+    with transaction.atomic():
+        AwayProfile.objects.get_or_create(user_id=user_id)
+        profile = AwayProfile.objects.select_for_update().get(user_id=user_id)
+        profile.unsubscribed = sorted(set(profile.unsubscribed) | set(verbs))
+        profile.save(update_fields=["unsubscribed"])
+        return profile
+
+
+# --- digests ------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    sent: list[int] = field(default_factory=list)  # user ids emailed
+    looking: list[int] = field(default_factory=list)  # passed over: they were on the site
+    quiet: list[int] = field(default_factory=list)  # waiting for their quiet hours to end
+    failed: list[int] = field(default_factory=list)
+
+
+def _pending(now: datetime):
+    """Personal notifications not yet emailed or passed over, young enough to email."""
+    return Notification.objects.filter(
+        recipient__isnull=False, created__gte=now - timedelta(seconds=settings.AWAY_EMAIL_MAX_AGE)
+    ).filter(Q(recipient__away__isnull=True) | Q(id__gt=F("recipient__away__emailed_upto")))
+
+
+def due_user_ids(now: datetime) -> list[int]:
+    """People with an unread notification older than AWAY_EMAIL_DELAY not yet emailed."""
+    cutoff = now - timedelta(seconds=settings.AWAY_EMAIL_DELAY)
+    return sorted(
+        set(_pending(now).filter(read_at__isnull=True, created__lte=cutoff).values_list("recipient_id", flat=True))
+    )
+
+
+def send_due_emails(now: datetime | None = None) -> Outcome:
+    now = now or timezone.now()
+    outcome = Outcome()
+    presence.sweep_stale()
+    user_ids = due_user_ids(now)
+    AwayProfile.objects.bulk_create([AwayProfile(user_id=u) for u in user_ids], ignore_conflicts=True)
+    for user_id in user_ids:
+        try:
+            with transaction.atomic():
+                profile = (
+                    AwayProfile.objects.select_for_update(skip_locked=True, of=("self",))
+                    .select_related("user").filter(user_id=user_id).first()
+                )
+                if profile is not None:  # None: another sender holds this person
+                    _send_digest(profile, now, outcome)
+        except Exception:
+            log.exception("email digest for user %s failed; it is tried again on the next run", user_id)
+            outcome.failed.append(user_id)
+    return outcome
+
+
+def _send_digest(profile: AwayProfile, now: datetime, outcome: Outcome) -> None:
+    user = profile.user
+    if in_quiet_hours(profile, now):
+        outcome.quiet.append(user.pk)
+        return
+    pending = list(
+        Notification.objects.filter(
+            recipient_id=user.pk, id__gt=profile.emailed_upto,
+            created__gte=now - timedelta(seconds=settings.AWAY_EMAIL_MAX_AGE),
+        ).select_related("actor").order_by("id")
+    )
+    if not pending:
+        return
+    upto = pending[-1].id
+    cutoff = now - timedelta(seconds=settings.AWAY_EMAIL_DELAY)
+    if not any(n.read_at is None and n.created <= cutoff for n in pending):
+        return  # read meanwhile, or nothing due yet (another sender got here first)
+    if presence.is_looking(user.pk):
+        # On the site when it came due: they had the delay to see it; no email for these.
+        outcome.looking.append(user.pk)
+    else:
+        items = [n for n in pending if n.read_at is None and email_wanted(user, n.verb)]
+        if items and user.email and user.is_active:
+            _digest_message(user, items).send()
+            outcome.sent.append(user.pk)
+    profile.emailed_upto = upto
+    profile.save(update_fields=["emailed_upto"])
+
+
+def _digest_message(user, items: list) -> EmailMultiAlternatives:
+    kinds = sorted({n.verb for n in items})
+    context = {
+        "user": user,
+        "items": [
+            {"n": n, "link": settings.SITE_URL + reverse("inform_open", args=[n.pk])} for n in items
+        ],
+        "site_url": settings.SITE_URL,
+        "settings_url": settings.SITE_URL + reverse("away_settings"),
+        "unsubscribe": [
+            {"kind": KIND_NAMES.get(k, k), "url": unsubscribe_url(user.pk, [k])} for k in kinds
+        ],
+    }
+    count = len(items)
+    subject = f"mblog: {count} new notification{'s' if count != 1 else ''}"
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=render_to_string("away/digest.txt", context),
+        to=[user.email],
+        headers={
+            # RFC 2369 + RFC 8058: the mail client's own unsubscribe button, one POST, no login.
+            "List-Unsubscribe": f"<{unsubscribe_url(user.pk, kinds)}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "Auto-Submitted": "auto-generated",
+        },
+    )
+    message.attach_alternative(render_to_string("away/digest.html", context), "text/html")
+    return message
