@@ -244,3 +244,20 @@ def test_two_senders_at_once_email_nobody_twice(smtp, settings, make_user):
     assert [s.wait(60) for s in senders] == [0, 0]
     received = sorted(m["To"] for m in smtp.messages())
     assert received == sorted(p.email for p in people)
+
+
+def test_the_deploy_files_run_the_email_command(tmp_path):
+    """The cron line render.py writes runs the command through the shipped wrapper."""
+    import re
+
+    rendered = tmp_path / "rendered"
+    subprocess.run([sys.executable, str(ROOT / "deploy" / "render.py"), str(ROOT / "deploy" / "values.example"),
+                    str(rendered)], check=True, capture_output=True)
+    cron = (rendered / "cron.d" / "mblog").read_text()
+    (line,) = [x for x in cron.splitlines() if x and not x.startswith("#") and "=" not in x.split()[0]]
+    assert re.fullmatch(r"\* \* \* \* \* mblog mblog-manage send_due_emails >> /var/log/mblog/email\.log 2>&1", line)
+    env = (rendered / "mblog.env").read_text()
+    assert "DJANGO_SITE_URL=https://mblog.example.com" in env
+    from django.core.management import get_commands
+
+    assert get_commands()["send_due_emails"] == "away"
