@@ -37,6 +37,7 @@ class AwayProfile(models.Model):
         settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="away"
     )
     emailed_upto = models.BigIntegerField(default=0)
+    pushed_upto = models.BigIntegerField(default=0)  # the same, for Web Push
     unsubscribed = models.JSONField(default=list, blank=True)  # verbs never emailed
     time_zone = models.CharField(max_length=64, default="UTC")
     quiet_start = models.TimeField(null=True, blank=True)
@@ -44,3 +45,20 @@ class AwayProfile(models.Model):
 
     def __str__(self) -> str:
         return f"away settings of {self.user_id}"
+
+
+class PushSubscription(models.Model):
+    """One browser that accepted Web Push (the Push API's PushSubscription). Removed
+    when its push service answers 404 or 410 (expired or unsubscribed)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    endpoint = models.CharField(max_length=1000, unique=True)
+    p256dh = models.CharField(max_length=200)
+    auth = models.CharField(max_length=100)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"push subscription of {self.user_id}"
+
+    def info(self) -> dict:
+        return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}

@@ -17,3 +17,9 @@ def email_wanted(user, verb: str) -> bool:
     except AwayProfile.DoesNotExist:
         return True
     return verb not in profile.unsubscribed
+
+
+def push_wanted(user, verb: str) -> bool:
+    """Web Push goes only to browsers the person subscribed: the same kinds as email
+    by default; unsubscribing from a kind's email leaves its pushes on."""
+    return verb in EMAIL_BY_DEFAULT

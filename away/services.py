@@ -23,9 +23,9 @@ from django.utils import timezone
 
 from inform.models import Notification, Verb
 
-from . import presence
-from .models import AwayProfile
-from .preferences import email_wanted
+from . import presence, webpush
+from .models import AwayProfile, PushSubscription
+from .preferences import email_wanted, push_wanted
 
 log = logging.getLogger(__name__)
 
@@ -85,27 +85,40 @@ def unsubscribe(user_id: int, verbs) -> AwayProfile:
 @dataclass
 class Outcome:
     sent: list[int] = field(default_factory=list)  # user ids emailed
+    pushed: list[int] = field(default_factory=list)  # user ids sent a Web Push
     looking: list[int] = field(default_factory=list)  # passed over: they were on the site
     quiet: list[int] = field(default_factory=list)  # waiting for their quiet hours to end
     failed: list[int] = field(default_factory=list)
 
 
-def _pending(now: datetime):
-    """Personal notifications not yet emailed or passed over, young enough to email."""
+def _pending(now: datetime, watermark: str):
+    """Personal notifications above the person's watermark, young enough to send."""
     return Notification.objects.filter(
         recipient__isnull=False, created__gte=now - timedelta(seconds=settings.AWAY_EMAIL_MAX_AGE)
-    ).filter(Q(recipient__away__isnull=True) | Q(id__gt=F("recipient__away__emailed_upto")))
+    ).filter(Q(recipient__away__isnull=True) | Q(id__gt=F(f"recipient__away__{watermark}")))
 
 
 def due_user_ids(now: datetime) -> list[int]:
-    """People with an unread notification older than AWAY_EMAIL_DELAY not yet emailed."""
-    cutoff = now - timedelta(seconds=settings.AWAY_EMAIL_DELAY)
-    return sorted(
-        set(_pending(now).filter(read_at__isnull=True, created__lte=cutoff).values_list("recipient_id", flat=True))
+    """People with an unread notification older than the email delay not yet emailed,
+    or (Web Push on) older than the push delay not yet pushed, to a subscribed browser."""
+    email_cutoff = now - timedelta(seconds=settings.AWAY_EMAIL_DELAY)
+    due = set(
+        _pending(now, "emailed_upto").filter(read_at__isnull=True, created__lte=email_cutoff)
+        .values_list("recipient_id", flat=True)
     )
+    if webpush.configured():
+        push_cutoff = now - timedelta(seconds=settings.AWAY_PUSH_DELAY)
+        subscribed = PushSubscription.objects.values("user_id")
+        due |= set(
+            _pending(now, "pushed_upto").filter(read_at__isnull=True, created__lte=push_cutoff,
+                                                 recipient_id__in=subscribed)
+            .values_list("recipient_id", flat=True)
+        )
+    return sorted(due)
 
 
 def send_due_emails(now: datetime | None = None) -> Outcome:
+    """Email digests and Web Push, for everyone who has something due."""
     now = now or timezone.now()
     outcome = Outcome()
     presence.sweep_stale()
@@ -118,41 +131,86 @@ def send_due_emails(now: datetime | None = None) -> Outcome:
                     AwayProfile.objects.select_for_update(skip_locked=True, of=("self",))
                     .select_related("user").filter(user_id=user_id).first()
                 )
-                if profile is not None:  # None: another sender holds this person
-                    _send_digest(profile, now, outcome)
+                if profile is None:  # another sender holds this person
+                    continue
+                if in_quiet_hours(profile, now):
+                    outcome.quiet.append(user_id)
+                    continue
+                _send_digest(profile, now, outcome)
+                if webpush.configured():
+                    _send_push(profile, now, outcome)
         except Exception:
-            log.exception("email digest for user %s failed; it is tried again on the next run", user_id)
+            log.exception("sending to user %s failed; it is tried again on the next run", user_id)
             outcome.failed.append(user_id)
     return outcome
 
 
-def _send_digest(profile: AwayProfile, now: datetime, outcome: Outcome) -> None:
-    user = profile.user
-    if in_quiet_hours(profile, now):
-        outcome.quiet.append(user.pk)
-        return
+def _due(profile: AwayProfile, now: datetime, watermark: str, delay: int) -> tuple[list, int] | None:
+    """(unread notifications to send, new watermark), or None when nothing is due yet.
+    Everything up to the watermark counts as handled: read, unwanted, or seen on the site."""
     pending = list(
         Notification.objects.filter(
-            recipient_id=user.pk, id__gt=profile.emailed_upto,
+            recipient_id=profile.user_id, id__gt=getattr(profile, watermark),
             created__gte=now - timedelta(seconds=settings.AWAY_EMAIL_MAX_AGE),
         ).select_related("actor").order_by("id")
     )
-    if not pending:
-        return
-    upto = pending[-1].id
-    cutoff = now - timedelta(seconds=settings.AWAY_EMAIL_DELAY)
+    cutoff = now - timedelta(seconds=delay)
     if not any(n.read_at is None and n.created <= cutoff for n in pending):
-        return  # read meanwhile, or nothing due yet (another sender got here first)
+        return None  # read meanwhile, nothing due yet, or another sender got here first
+    return [n for n in pending if n.read_at is None], pending[-1].id
+
+
+def _send_digest(profile: AwayProfile, now: datetime, outcome: Outcome) -> None:
+    user = profile.user
+    due = _due(profile, now, "emailed_upto", settings.AWAY_EMAIL_DELAY)
+    if due is None:
+        return
+    unread, upto = due
     if presence.is_looking(user.pk):
         # On the site when it came due: they had the delay to see it; no email for these.
         outcome.looking.append(user.pk)
     else:
-        items = [n for n in pending if n.read_at is None and email_wanted(user, n.verb)]
+        items = [n for n in unread if email_wanted(user, n.verb)]
         if items and user.email and user.is_active:
             _digest_message(user, items).send()
             outcome.sent.append(user.pk)
     profile.emailed_upto = upto
     profile.save(update_fields=["emailed_upto"])
+
+
+def _send_push(profile: AwayProfile, now: datetime, outcome: Outcome) -> None:
+    user = profile.user
+    due = _due(profile, now, "pushed_upto", settings.AWAY_PUSH_DELAY)
+    if due is None:
+        return
+    unread, upto = due
+    items = [n for n in unread if push_wanted(user, n.verb)]
+    if presence.is_looking(user.pk):
+        outcome.looking.append(user.pk)  # the open tab showed it
+    elif items and user.is_active:
+        payload = push_payload(items)
+        delivered = False
+        for subscription in PushSubscription.objects.filter(user=user):
+            try:
+                delivered = webpush.send(subscription, payload) or delivered
+            except webpush.WebPushException as exc:  # one browser's push service failing stops no other
+                log.warning("web push to user %s failed: %s", user.pk, exc)
+        if delivered:
+            outcome.pushed.append(user.pk)
+    profile.pushed_upto = upto
+    profile.save(update_fields=["pushed_upto"])
+
+
+def push_payload(items: list) -> dict:
+    """What the service worker shows (static/away/sw.js): one notification per person per run."""
+    latest = items[-1]
+    if len(items) == 1:
+        title = "mblog"
+        url = settings.SITE_URL + reverse("inform_open", args=[latest.pk])
+    else:
+        title = f"mblog: {len(items)} new notifications"
+        url = settings.SITE_URL + reverse("inform_list")
+    return {"title": title, "body": latest.text, "url": url, "tag": f"inform-{latest.pk}", "id": latest.pk}
 
 
 def _digest_message(user, items: list) -> EmailMultiAlternatives:

@@ -275,5 +275,14 @@ AWAY_EMAIL_MAX_AGE = env.int("AWAY_EMAIL_MAX_AGE", default=2 * 24 * 3600)
 # Presence: each process refreshes its sockets' rows this often; older rows are gone.
 AWAY_PRESENCE_HEARTBEAT = env.float("AWAY_PRESENCE_HEARTBEAT", default=30.0)
 AWAY_PRESENCE_STALE = env.float("AWAY_PRESENCE_STALE", default=90.0)
+# Web Push (manage.py generate_vapid_keys prints a pair): unset, push is off.
+VAPID_PUBLIC_KEY = env.str("VAPID_PUBLIC_KEY", default="")
+VAPID_PRIVATE_KEY = os.environ.get("VAPID_PRIVATE_KEY", "")  # read directly, like the secret key
+VAPID_SUBJECT = env.str("VAPID_SUBJECT", default="mailto:admin@localhost")
+# A notification still unread this many seconds after it arrived is pushed (no tab in view).
+AWAY_PUSH_DELAY = env.int("AWAY_PUSH_DELAY", default=20)
+AWAY_PUSH_TTL = env.int("AWAY_PUSH_TTL", default=24 * 3600)  # how long a push service keeps one
+# Hosts whose push endpoints may be plain http (a local test push service only).
+AWAY_PUSH_INSECURE_HOSTS = env.list("AWAY_PUSH_INSECURE_HOSTS", default=[])
 # mblog.csp: a Content-Security-Policy header on every response (0 turns it off).
 CONTENT_SECURITY_POLICY = env.bool("DJANGO_CSP", default=True)
