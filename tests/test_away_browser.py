@@ -1,6 +1,7 @@
 """The page reports presence by itself (static/inform/inform.js), through a real daphne
 process: another process (this test) sees it in the shared table."""
 
+import json
 import time
 
 import pytest
@@ -35,3 +36,60 @@ def test_an_open_page_is_looking_until_it_is_hidden_and_closed(browser, live_url
     assert presence.has_open_tab(alice.pk)
     context.close()
     assert wait_until(lambda: not presence.has_open_tab(alice.pk))
+
+
+def registration_id(cdp, scope: str, timeout: float = 15.0) -> str:
+    found = {}
+    cdp.on("ServiceWorker.workerRegistrationUpdated",
+           lambda e: found.update({r["scopeURL"]: r["registrationId"] for r in e["registrations"] if not r["isDeleted"]}))
+    cdp.send("ServiceWorker.enable")
+    deadline = time.monotonic() + timeout
+    while scope not in found:
+        assert time.monotonic() < deadline, f"no service worker registration for {scope}: {found}"
+        cdp.send("Runtime.evaluate", {"expression": "1"})  # lets the session's events arrive
+        time.sleep(0.05)
+    return found[scope]
+
+
+def test_the_service_worker_shows_a_push_and_a_click_opens_its_target(browser, live_url, login, make_user, settings):
+    """The push a server sends (away.services.push_payload) delivered to /sw.js through the
+    DevTools protocol, as a push service would: it shows a notification, and a click on it
+    opens the notification's page (marked read on the way)."""
+    from away.services import push_payload
+    from inform.models import Notification
+    from inform.services import send_inform
+
+    alice, bob = make_user("alice"), make_user("bob")
+    (n,) = send_inform(to=alice, verb="follow", text="bob followed you", actor=bob, url="/u/bob/")
+    settings.SITE_URL = live_url
+    payload = push_payload([n])
+    context = browser.new_context()
+    context.grant_permissions(["notifications"], origin=live_url)
+    login(context, alice)
+    page = context.new_page()
+    page.goto(live_url + "/inform/")
+    scope = page.evaluate("""async () => {
+        const reg = await navigator.serviceWorker.register("/sw.js", {scope: "/"});
+        await navigator.serviceWorker.ready;
+        return reg.scope;
+    }""")
+    assert scope == live_url + "/"
+    cdp = context.new_cdp_session(page)
+    cdp.send("ServiceWorker.deliverPushMessage", {
+        "origin": live_url, "registrationId": registration_id(cdp, scope), "data": json.dumps(payload),
+    })
+    shown = page.wait_for_function("""async () => {
+        const list = await (await navigator.serviceWorker.ready).getNotifications();
+        return list.length && list.map((x) => ({title: x.title, body: x.body, tag: x.tag, url: x.data.url}));
+    }""", polling=100, timeout=10000).json_value()
+    assert shown == [{"title": "mblog", "body": "bob followed you", "tag": f"inform-{n.id}",
+                      "url": f"{live_url}/inform/{n.id}/open/"}]
+    # A click, as the browser dispatches it to the worker; the worker sends the open tab there.
+    (worker,) = [w for w in context.service_workers if w.url == live_url + "/sw.js"]
+    worker.evaluate("""async () => {
+        const [n] = await self.registration.getNotifications();
+        self.dispatchEvent(new NotificationEvent("notificationclick", {notification: n}));
+    }""")
+    page.wait_for_url(live_url + "/u/bob/", timeout=10000)
+    assert wait_until(lambda: Notification.objects.get(pk=n.pk).read_at is not None)
+    context.close()

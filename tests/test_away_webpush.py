@@ -181,3 +181,17 @@ def test_the_push_service_refuses_a_push_signed_with_another_key(push_service, v
     outcome = services.send_due_emails()
     assert outcome.pushed == [] and push_service.received(client_hash) == []
     assert PushSubscription.objects.filter(user=alice).exists()  # refused, not gone
+
+
+def test_the_service_worker_is_served_from_the_root_and_the_opt_in_appears(vapid, as_alice, client):
+    sw = client.get("/sw.js")
+    assert sw.status_code == 200 and sw["Content-Type"] == "application/javascript"
+    assert sw["Service-Worker-Allowed"] == "/" and "script-src 'self'" in sw["Content-Security-Policy"]
+    assert b'addEventListener("push"' in sw.content
+    page = as_alice.get("/away/settings/").content.decode()
+    assert f'data-key="{vapid}"' in page and "away/push.js" in page
+
+
+def test_no_opt_in_without_vapid_keys(as_alice, settings):
+    settings.VAPID_PUBLIC_KEY = settings.VAPID_PRIVATE_KEY = ""
+    assert b"push-optin" not in as_alice.get("/away/settings/").content

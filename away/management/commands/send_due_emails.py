@@ -1,9 +1,10 @@
-"""Email what is due (away.services.send_due_emails). Run from cron every minute, or
-under supervisor with --every SECONDS; several at once never email anything twice."""
+"""Email and Web Push what is due (away.services.send_due_emails). Run from cron every
+minute, or under supervisor with --every SECONDS; several at once never send anything twice."""
 
 import time
 
 from django.core.management.base import BaseCommand
+from django.db import close_old_connections
 
 from away import services
 
@@ -19,11 +20,12 @@ class Command(BaseCommand):
             outcome = services.send_due_emails()
             if outcome.sent or outcome.failed or options["verbosity"] > 1:
                 self.stdout.write(
-                    f"emailed {len(outcome.sent)}, passed over {len(outcome.looking)} on the site, "
+                    f"emailed {len(outcome.sent)}, pushed to {len(outcome.pushed)}, passed over {len(outcome.looking)} on the site, "
                     f"{len(outcome.quiet)} in quiet hours, {len(outcome.failed)} failed"
                 )
             if not every:
                 if outcome.failed:
                     raise SystemExit(1)
                 return
+            close_old_connections()  # a long-lived loop: drop a connection the database closed
             time.sleep(every)
