@@ -70,8 +70,13 @@ def unsubscribe_url(user_id: int, verbs) -> str:
     return settings.SITE_URL + reverse("away_unsubscribe", args=[unsubscribe_token(user_id, verbs)])
 
 
-def unsubscribe(user_id: int, verbs) -> AwayProfile:
+def unsubscribe(user_id: int, verbs) -> AwayProfile | None:
+    """None when the account is gone (nothing more will be sent to it anyway)."""
+    from django.contrib.auth import get_user_model
+
     with transaction.atomic():
+        if not get_user_model().objects.filter(pk=user_id).exists():
+            return None
         AwayProfile.objects.get_or_create(user_id=user_id)
         profile = AwayProfile.objects.select_for_update().get(user_id=user_id)
         profile.unsubscribed = sorted(set(profile.unsubscribed) | set(verbs))

@@ -160,6 +160,7 @@ def test_one_click_unsubscribe_per_kind(smtp, settings, people):
     assert answer.status_code == 200
     assert AwayProfile.objects.get(user=alice).unsubscribed == ["reply"]
     assert mail_client.post(url.path[:-5] + "xxxx/").status_code == 400  # a forged token
+    assert services.unsubscribe(10**9, ["reply"]) is None  # an account deleted since: nothing to do
     # Replies are no longer emailed; follows still are.
     due(send_inform(to=alice, verb="reply", text="another reply", actor=bob), settings)
     due(send_inform(to=alice, verb="follow", text="bob followed you", actor=bob), settings)
