@@ -66,8 +66,13 @@ def read_unsubscribe_token(token: str) -> tuple[int, list[str]]:
     return int(data["u"]), verbs
 
 
+def site_url() -> str:
+    """Links in emails and pushes start here (the setting inform's emails use too)."""
+    return settings.INFORM_EMAIL_SITE_URL.rstrip("/")
+
+
 def unsubscribe_url(user_id: int, verbs) -> str:
-    return settings.SITE_URL + reverse("away_unsubscribe", args=[unsubscribe_token(user_id, verbs)])
+    return site_url() + reverse("away_unsubscribe", args=[unsubscribe_token(user_id, verbs)])
 
 
 def unsubscribe(user_id: int, verbs) -> AwayProfile | None:
@@ -211,10 +216,10 @@ def push_payload(items: list) -> dict:
     latest = items[-1]
     if len(items) == 1:
         title = "mblog"
-        url = settings.SITE_URL + reverse("inform_open", args=[latest.pk])
+        url = site_url() + reverse("inform_open", args=[latest.pk])
     else:
         title = f"mblog: {len(items)} new notifications"
-        url = settings.SITE_URL + reverse("inform_list")
+        url = site_url() + reverse("inform_list")
     return {"title": title, "body": latest.text, "url": url, "tag": f"inform-{latest.pk}", "id": latest.pk}
 
 
@@ -223,10 +228,10 @@ def _digest_message(user, items: list) -> EmailMultiAlternatives:
     context = {
         "user": user,
         "items": [
-            {"n": n, "link": settings.SITE_URL + reverse("inform_open", args=[n.pk])} for n in items
+            {"n": n, "link": site_url() + reverse("inform_open", args=[n.pk])} for n in items
         ],
-        "site_url": settings.SITE_URL,
-        "settings_url": settings.SITE_URL + reverse("away_settings"),
+        "site_url": site_url(),
+        "settings_url": site_url() + reverse("away_settings"),
         "unsubscribe": [
             {"kind": KIND_NAMES.get(k, k), "url": unsubscribe_url(user.pk, [k])} for k in kinds
         ],

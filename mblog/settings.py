@@ -235,11 +235,20 @@ INFORM_EXPIRE_READ_AFTER_DAYS = env.int("INFORM_EXPIRE_READ_AFTER_DAYS", default
 
 # Notifications by email (for kinds a person set to "by email"): links point at this site.
 INFORM_EMAIL_SITE_URL = env.str("INFORM_EMAIL_SITE_URL", default="http://127.0.0.1:8000")
-EMAIL_BACKEND = env.str("DJANGO_EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+# A development server (DJANGO_DEBUG=1: bin/serve, bin/manage) prints emails instead.
+EMAIL_BACKEND = env.str(
+    "DJANGO_EMAIL_BACKEND",
+    default="django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
 EMAIL_HOST = env.str("DJANGO_EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("DJANGO_EMAIL_PORT", default=25)
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="mblog <noreply@localhost>")
+# An SMTP provider's sign-in and encryption: STARTTLS on 587 (USE_TLS) or TLS on 465 (USE_SSL).
+EMAIL_HOST_USER = env.str("DJANGO_EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = os.environ.get("DJANGO_EMAIL_HOST_PASSWORD", "")  # read directly, like the secret key
+EMAIL_USE_TLS = env.bool("DJANGO_EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("DJANGO_EMAIL_USE_SSL", default=False)
 
 LOGGING = {
     "version": 1,
@@ -258,16 +267,6 @@ LOGGING = {
 CSRF_FAILURE_VIEW = "mblog.views.csrf_failure"
 
 # Reaching people who are away (away/, docs/away.md).
-# The site's own address, for links in emails (no trailing slash).
-SITE_URL = env.str("DJANGO_SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
-# Email: EMAIL_URL=smtp+tls://user:password@smtp.example.com:587 (django-environ's
-# syntax) in production; without it, emails are printed on the console.
-if env.str("EMAIL_URL", default=""):
-    globals().update(env.email_url("EMAIL_URL"))
-else:
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
-DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="mblog <noreply@localhost>")
-EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20)
 # A notification still unread this many seconds after it arrived is emailed (in a digest).
 AWAY_EMAIL_DELAY = env.int("AWAY_EMAIL_DELAY", default=300)
 # Older ones are never emailed (a sender that was stopped for a day does not flood).

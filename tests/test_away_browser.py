@@ -61,7 +61,7 @@ def test_the_service_worker_shows_a_push_and_a_click_opens_its_target(browser, l
 
     alice, bob = make_user("alice"), make_user("bob")
     (n,) = send_inform(to=alice, verb="follow", text="bob followed you", actor=bob, url="/u/bob/")
-    settings.SITE_URL = live_url
+    settings.INFORM_EMAIL_SITE_URL = live_url
     payload = push_payload([n])
     context = browser.new_context()
     context.grant_permissions(["notifications"], origin=live_url)

@@ -66,7 +66,7 @@ def smtp(tmp_path, settings):
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", sink.port
     settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
     settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    settings.SITE_URL = "https://mblog.example.com"
+    settings.INFORM_EMAIL_SITE_URL = "https://mblog.example.com"
     yield sink
     sink.stop()
 
@@ -237,8 +237,9 @@ def test_two_senders_at_once_email_nobody_twice(smtp, settings, make_user):
     people = [make_user(f"p{i}", email=f"p{i}@example.com") for i in range(12)]
     for p in people:
         due(send_inform(to=p, verb="reply", text=f"bob replied to {p.username}", actor=bob), settings)
-    env = {**os.environ, "DATABASE_URL": live_database_url(), "EMAIL_URL": f"smtp://127.0.0.1:{smtp.port}",
-           "DJANGO_SITE_URL": "https://mblog.example.com"}
+    env = {**os.environ, "DATABASE_URL": live_database_url(), "INFORM_EMAIL_SITE_URL": "https://mblog.example.com",
+           "DJANGO_EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+           "DJANGO_EMAIL_HOST": "127.0.0.1", "DJANGO_EMAIL_PORT": str(smtp.port)}
     senders = [
         subprocess.Popen([sys.executable, "manage.py", "send_due_emails"], cwd=ROOT, env=env) for _ in range(2)
     ]
@@ -258,7 +259,23 @@ def test_the_deploy_files_run_the_email_command(tmp_path):
     (line,) = [x for x in cron.splitlines() if x and not x.startswith("#") and "=" not in x.split()[0]]
     assert re.fullmatch(r"\* \* \* \* \* mblog mblog-manage send_due_emails >> /var/log/mblog/email\.log 2>&1", line)
     env = (rendered / "mblog.env").read_text()
-    assert "DJANGO_SITE_URL=https://mblog.example.com" in env
+    assert "INFORM_EMAIL_SITE_URL=https://mblog.example.com" in env
     from django.core.management import get_commands
 
     assert get_commands()["send_due_emails"] == "away"
+
+
+def test_inform_preferences_decide_what_the_digest_carries(smtp, settings, people):
+    """"off" is never sent; "by email" was mailed at once by inform, so not again."""
+    from inform.services import preferences_save
+
+    alice, bob = people
+    preferences_save(alice, {"reply": "off", "mention": "email", "follow": "site"})
+    made = (send_inform(to=alice, verb="reply", text="a reply", actor=bob)
+            + send_inform(to=alice, verb="mention", text="a mention", actor=bob)
+            + send_inform(to=alice, verb="follow", text="a follow", actor=bob))
+    due(made, settings)
+    call_command("send_due_emails")
+    (message,) = smtp.wait_for(1)
+    assert "a follow" in text_of(message)
+    assert "a mention" not in text_of(message) and "a reply" not in text_of(message)

@@ -92,7 +92,7 @@ def vapid(settings):
     settings.VAPID_PUBLIC_KEY, settings.VAPID_PRIVATE_KEY = webpush.generate_vapid_keys()
     settings.VAPID_SUBJECT = "mailto:admin@mblog.example.com"
     settings.AWAY_PUSH_INSECURE_HOSTS = ["localhost"]
-    settings.SITE_URL = "https://mblog.example.com"
+    settings.INFORM_EMAIL_SITE_URL = "https://mblog.example.com"
     return settings.VAPID_PUBLIC_KEY
 
 
