@@ -8,6 +8,7 @@ from datetime import timedelta
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from away.presence import local as local_presence
 from realtime.consumer import GuardedConsumer
 from realtime.frames import error_frame
 from realtime.hub import get_hub
@@ -59,6 +60,7 @@ class InformConsumer(GuardedConsumer):
         await self.accept()
 
     async def disconnect(self, code):
+        await local_presence.forget(self)
         if self.joined:
             self.joined = False
             await get_hub().leave(self, self.hub_groups)
@@ -90,6 +92,8 @@ class InformConsumer(GuardedConsumer):
                 await self.send_frame(error_frame(exc.code, exc.message))
         elif kind == "read_all":
             await database_sync_to_async(services.notifications_mark_all_read)(self.user)
+        elif kind == "presence":
+            await local_presence.report(self, self.user.pk, frame["visible"])
 
     async def send_stream_after(self, after: int, *, only_unsent: bool = False) -> None:
         """Every stored notification with id > after (only_unsent: not yet sent on this

@@ -73,7 +73,7 @@ CLIENT_FRAME = Draft202012Validator(
     {
         "type": "object",
         "required": ["type"],
-        "properties": {"type": {"enum": ["sync", "read", "read_all"]}},
+        "properties": {"type": {"enum": ["sync", "read", "read_all", "presence"]}},
         "allOf": [
             {
                 "if": {"properties": {"type": {"const": "sync"}}},
@@ -87,6 +87,11 @@ CLIENT_FRAME = Draft202012Validator(
                         "ids": {"type": "array", "items": _id, "minItems": 1, "maxItems": MAX_IDS_PER_READ}
                     },
                 },
+            },
+            {
+                # This tab is in view and in use (away.presence): sent on open and on change.
+                "if": {"properties": {"type": {"const": "presence"}}},
+                "then": {"required": ["visible"], "properties": {"visible": {"type": "boolean"}}},
             },
         ],
     }

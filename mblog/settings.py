@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "inform",
     "chat",
     "tokens",
+    "away",
 ]
 
 MIDDLEWARE = [
@@ -236,11 +237,20 @@ INFORM_EXPIRE_READ_AFTER_DAYS = env.int("INFORM_EXPIRE_READ_AFTER_DAYS", default
 
 # Notifications by email (for kinds a person set to "by email"): links point at this site.
 INFORM_EMAIL_SITE_URL = env.str("INFORM_EMAIL_SITE_URL", default="http://127.0.0.1:8000")
-EMAIL_BACKEND = env.str("DJANGO_EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+# A development server (DJANGO_DEBUG=1: bin/serve, bin/manage) prints emails instead.
+EMAIL_BACKEND = env.str(
+    "DJANGO_EMAIL_BACKEND",
+    default="django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
 EMAIL_HOST = env.str("DJANGO_EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("DJANGO_EMAIL_PORT", default=25)
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="mblog <noreply@localhost>")
+# An SMTP provider's sign-in and encryption: STARTTLS on 587 (USE_TLS) or TLS on 465 (USE_SSL).
+EMAIL_HOST_USER = env.str("DJANGO_EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = os.environ.get("DJANGO_EMAIL_HOST_PASSWORD", "")  # read directly, like the secret key
+EMAIL_USE_TLS = env.bool("DJANGO_EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("DJANGO_EMAIL_USE_SSL", default=False)
 
 LOGGING = {
     "version": 1,
@@ -253,8 +263,27 @@ LOGGING = {
         "inform": {"level": "INFO"},
         "chat": {"level": "INFO"},
         "realtime": {"level": "INFO"},
+        "away": {"level": "INFO"},
     },
 }
 CSRF_FAILURE_VIEW = "mblog.views.csrf_failure"
+
+# Reaching people who are away (away/, docs/away.md).
+# A notification still unread this many seconds after it arrived is emailed (in a digest).
+AWAY_EMAIL_DELAY = env.int("AWAY_EMAIL_DELAY", default=300)
+# Older ones are never emailed (a sender that was stopped for a day does not flood).
+AWAY_EMAIL_MAX_AGE = env.int("AWAY_EMAIL_MAX_AGE", default=2 * 24 * 3600)
+# Presence: each process refreshes its sockets' rows this often; older rows are gone.
+AWAY_PRESENCE_HEARTBEAT = env.float("AWAY_PRESENCE_HEARTBEAT", default=30.0)
+AWAY_PRESENCE_STALE = env.float("AWAY_PRESENCE_STALE", default=90.0)
+# Web Push (manage.py generate_vapid_keys prints a pair): unset, push is off.
+VAPID_PUBLIC_KEY = env.str("VAPID_PUBLIC_KEY", default="")
+VAPID_PRIVATE_KEY = os.environ.get("VAPID_PRIVATE_KEY", "")  # read directly, like the secret key
+VAPID_SUBJECT = env.str("VAPID_SUBJECT", default="mailto:admin@localhost")
+# A notification still unread this many seconds after it arrived is pushed (no tab in view).
+AWAY_PUSH_DELAY = env.int("AWAY_PUSH_DELAY", default=20)
+AWAY_PUSH_TTL = env.int("AWAY_PUSH_TTL", default=24 * 3600)  # how long a push service keeps one
+# Hosts whose push endpoints may be plain http (a local test push service only).
+AWAY_PUSH_INSECURE_HOSTS = env.list("AWAY_PUSH_INSECURE_HOSTS", default=[])
 # mblog.csp: a Content-Security-Policy header on every response (0 turns it off).
 CONTENT_SECURITY_POLICY = env.bool("DJANGO_CSP", default=True)

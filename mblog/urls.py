@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from away.views import service_worker
+
 from . import views
 
 urlpatterns = [
@@ -16,6 +18,8 @@ urlpatterns = [
     path("inform/", include("inform.urls")),
     path("chat/", include("chat.urls")),
     path("settings/tokens/", include("tokens.urls")),
+    path("away/", include("away.urls")),
+    path("sw.js", service_worker, name="service_worker"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]

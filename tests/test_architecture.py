@@ -5,8 +5,8 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ["mblog", "inform", "chat", "tokens", "realtime"]
-DOMAINS = ["mblog", "inform", "chat", "tokens"]
+APPS = ["mblog", "inform", "chat", "tokens", "away", "realtime"]
+DOMAINS = ["mblog", "inform", "chat", "tokens", "away"]
 LAYER_CALLS = re.compile(r"get_channel_layer\(|(?<!transport)\.group_send\(|\.group_add\(|\.group_discard\(|channel_layer\.send\(")
 
 

@@ -489,6 +489,7 @@
       opened = true;
       // A first page load starts from what the server rendered; later opens catch up.
       if (signedIn) socket.send(JSON.stringify({ type: "sync", after: cursor }));
+      if (signedIn) reportPresence(true);
     };
     socket.onmessage = (ev) => {
       let frame;
@@ -510,6 +511,33 @@
   function send(frame) {
     if (socket && socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify(frame)); return true; }
     return false;
+  }
+
+  // Presence for email and push (docs/away.md): "looking" = this tab is visible and had
+  // input within IDLE_MS. Sent on every open and when it changes, settled for a moment
+  // first, so tab flicking and mouse moves cost no frames.
+  const IDLE_MS = 5 * 60 * 1000;
+  let lastInput = Date.now();
+  let reported = null;
+  let presenceTimer = null;
+  function looking() { return document.visibilityState === "visible" && Date.now() - lastInput < IDLE_MS; }
+  function reportPresence(force) {
+    clearTimeout(presenceTimer);
+    presenceTimer = setTimeout(() => {
+      const now = looking();
+      if ((force || now !== reported) && send({ type: "presence", visible: now })) reported = now;
+    }, force ? 0 : 1000);
+  }
+  function onInput() {
+    const wasIdle = Date.now() - lastInput >= IDLE_MS;
+    lastInput = Date.now();
+    if (wasIdle) reportPresence(false);
+  }
+  if (signedIn) {
+    ["pointerdown", "pointermove", "keydown", "scroll", "touchstart"].forEach((t) =>
+      window.addEventListener(t, onInput, { passive: true, capture: true }));
+    document.addEventListener("visibilitychange", () => reportPresence(false));
+    setInterval(() => { if (reported && !looking()) reportPresence(false); }, 30000);
   }
 
   // Mark-read buttons work as plain forms; with a socket we do it live instead.
@@ -549,6 +577,6 @@
               120000 + Math.random() * 60000);
 
   if (list) list.querySelectorAll(".inform-item").forEach((li) => seen.add(Number(li.dataset.id)));
-  window.mblogInform = { send: send, get cursor() { return cursor; }, get unread() { return unread; }, get unseen() { return unseen; }, get socket() { return socket; } };
+  window.mblogInform = { send: send, get presence() { return reported; }, get cursor() { return cursor; }, get unread() { return unread; }, get unseen() { return unseen; }, get socket() { return socket; } };
   connect();
 })();
