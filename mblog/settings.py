@@ -119,14 +119,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # process holds one layer channel (realtime.hub), so subscriptions grow with
 # processes and distinct signed-in users, not with sockets.
 REDIS_URL = env.str("REDIS_URL", default="")
-if REDIS_URL:
+# Several servers, comma-separated, spread the channel layer's groups over them
+# (realtime.layers: rendezvous hashing; every process must name the same set). The
+# cache (request budgets) and the health check use the first.
+REDIS_URLS = [url.strip() for url in REDIS_URL.split(",") if url.strip()]
+if REDIS_URLS:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "realtime.layers.ShardedPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {
-                        "address": REDIS_URL,
+                        "address": url,
                         # redis-py 8 defaults to 100; the pub/sub layer serialises its
                         # commands per shard, so a small pool is plenty; chosen, not inherited.
                         "max_connections": env.int("REDIS_MAX_CONNECTIONS", default=50),
@@ -139,6 +143,7 @@ if REDIS_URL:
                         # ever noticing (tests/test_faults.py, stale sender).
                         "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
                     }
+                    for url in REDIS_URLS
                 ],
                 "prefix": env.str("CHANNEL_LAYER_PREFIX", default="mblog"),
             },
@@ -150,11 +155,11 @@ else:
 
 # Django's cache holds the request budgets (mblog.throttle): shared by every process
 # through Redis when there is one, per process otherwise.
-if REDIS_URL:
+if REDIS_URLS:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL.split(",")[0].strip(),
+            "LOCATION": REDIS_URLS[0],
             "KEY_PREFIX": env.str("CHANNEL_LAYER_PREFIX", default="mblog"),
         }
     }
