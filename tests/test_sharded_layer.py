@@ -1,0 +1,87 @@
+"""Two Redis servers under one daphne (REDIS_URL lists both, realtime.layers): one of
+them killed affects only the groups on it; pushes to groups on the other keep flowing,
+and sockets whose groups live on the killed one catch up when it returns (0 lost)."""
+
+import os
+
+import pytest
+
+from tests.conftest import Daphne, live_database_url, session_cookie_for
+from tests.faults import PrivateRedis, Pusher, Tab, figure, tally, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def two_redis():
+    servers = [PrivateRedis().start(), PrivateRedis().start()]
+    yield servers
+    for server in servers:
+        server.cleanup()
+
+
+def stream_ids(user) -> set[int]:
+    from inform.selectors import stream
+
+    return set(stream(user).values_list("id", flat=True))
+
+
+def test_one_redis_server_down_affects_only_its_groups(two_redis, make_user):
+    a, b = two_redis
+    prefix = f"shard{os.getpid()}"
+    env = {**os.environ, "DATABASE_URL": live_database_url(), "REDIS_URL": f"{a.url},{b.url}",
+           "CHANNEL_LAYER_PREFIX": prefix, "INFORM_HUB_PROBE_INTERVAL": "0.5"}
+    users = [make_user(f"s{i}") for i in range(12)]
+    server = Daphne(env, name="sharded").start()
+    pusher = Pusher(env, "--serve")
+    tabs: list[Tab] = []
+    try:
+        for user in users:
+            tab = Tab(server.url, session_cookie_for(user), reconnect=False, name=user.username)
+            tab.user = user
+            tab.start()
+            tabs.append(tab)
+        for tab in tabs:
+            assert tab.ready.wait(15) and tab.failure is None, tab.failure
+
+        # Where each user's group lives, as the Redis servers themselves report it.
+        def group_on(server: PrivateRedis, user) -> bool:
+            return f"{prefix}__group__user.{user.pk}" in server.channels()
+
+        wait_until(lambda: all(group_on(a, u) or group_on(b, u) for u in users), 10, "every group subscribed")
+        on_a = [t for t in tabs if group_on(a, t.user)]
+        on_b = [t for t in tabs if group_on(b, t.user)]
+        assert on_a and on_b and len(on_a) + len(on_b) == len(tabs), "groups spread over both servers"
+
+        def push_all(n: int) -> None:
+            for tab in tabs:
+                pusher.push(tab.user.username, n)
+
+        def holds_stream(group: list[Tab]) -> bool:
+            return all(t.snapshot() == stream_ids(t.user) for t in group)
+
+        push_all(2)
+        wait_until(lambda: holds_stream(tabs), 15, "every socket to get the first pushes")
+
+        b.kill()
+        push_all(3)
+        # Groups on the live server do not notice: their pushes arrive at once.
+        wait_until(lambda: holds_stream(on_a), 15, "sockets on the live server to get pushes made during the outage")
+        missing_on_b = sum(len(stream_ids(t.user) - t.snapshot()) for t in on_b)
+
+        b.start()  # back, and empty
+        push_all(1)
+        wait_until(lambda: holds_stream(tabs), 30, "sockets on the returned server to catch up")
+        expected = {t: stream_ids(t.user) for t in tabs}
+        numbers = tally(tabs, expected)
+        figure("one of two Redis servers killed", **numbers, groups_on_a=len(on_a), groups_on_b=len(on_b),
+               missing_on_b_during_outage=missing_on_b)
+        assert numbers["lost"] == 0 and numbers["duplicated"] == 0 and numbers["extra"] == 0
+        assert all(not t.closed.is_set() for t in tabs), "sockets stayed open"
+    finally:
+        for tab in tabs:
+            tab.stopping.set()
+        for tab in tabs:
+            tab.join(10)
+        pusher.kill()
+        server.stop()
