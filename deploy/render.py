@@ -16,11 +16,13 @@ reaches a server. OUT_DIR gets the same layout as deploy/templates/:
 
 Computed values: DAPHNE_UPSTREAMS (nginx server lines, one per process),
 STOP_WAIT_SECONDS (DRAIN_SECONDS + 15),
-NGINX_WORKER_CONNECTIONS (3/4 of MAX_OPEN_FILES) and SECRET_KEY when left empty (a fresh
+NGINX_WORKER_CONNECTIONS (3/4 of MAX_OPEN_FILES), METRICS_LOCATIONS (nginx locations
+/metrics/N, one per process) and SECRET_KEY when left empty (a fresh
 random key). Defaults when absent: MAX_OPEN_FILES=65536, WS_CONN_PER_ADDRESS=256,
 WS_MAX_MESSAGE_BYTES=32768, FAIL_TIMEOUT=5, DRAIN_SECONDS=5,
 NGINX_PID=/run/nginx.pid, SUPERVISORCTL=supervisorctl, HEALTH_INTERVAL=10, HEALTH_TIMEOUT=5,
-HEALTH_FAILURES=3. Standard library only.
+HEALTH_FAILURES=3, METRICS_LISTEN=127.0.0.1:9101, METRICS_ALLOW=127.0.0.1/32. Standard library
+only.
 """
 
 import os
@@ -67,6 +69,12 @@ def compute(values: dict[str, str]) -> dict[str, str]:
     )
     # the drain (DRAIN_SECONDS) plus up to 10 s for the requests in flight, and a margin
     values["STOP_WAIT_SECONDS"] = str(int(drain) + 15)
+    values["METRICS_LOCATIONS"] = "\n    ".join(
+        f"location = /metrics/{i} {{ proxy_pass http://unix:{run_dir}/daphne-{i}.sock:/metrics; }}"
+        for i in range(processes)
+    )
+    values.setdefault("METRICS_LISTEN", "127.0.0.1:9101")
+    values.setdefault("METRICS_ALLOW", "127.0.0.1/32")
     values.setdefault("MAX_OPEN_FILES", "65536")
     values.setdefault("NGINX_PID", "/run/nginx.pid")
     values.setdefault("SUPERVISORCTL", "supervisorctl")

@@ -235,6 +235,9 @@ WS_MAX_SOCKETS_PER_ADDRESS = env.int("WS_MAX_SOCKETS_PER_ADDRESS", default=256)
 # Chat presence: each socket refreshes its row this often; rows older than STALE are gone.
 CHAT_PRESENCE_HEARTBEAT = env.float("CHAT_PRESENCE_HEARTBEAT", default=15.0)
 CHAT_PRESENCE_STALE = env.float("CHAT_PRESENCE_STALE", default=45.0)
+# Who may read /metrics (realtime.metrics), by the client address daphne reports. nginx
+# refuses the path publicly and serves it on a private listener only.
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
 # How often each process checks that its layer subscription still delivers (seconds).
 INFORM_HUB_PROBE_INTERVAL = env.float("INFORM_HUB_PROBE_INTERVAL", default=2.0)
 # `manage.py inform_expire` removes read notifications older than this (unread ones stay).

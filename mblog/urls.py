@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from away.views import service_worker
+from realtime.metrics import metrics_view
 
 from . import views
 
@@ -21,5 +22,6 @@ urlpatterns = [
     path("away/", include("away.urls")),
     path("sw.js", service_worker, name="service_worker"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
 ]

@@ -16,6 +16,8 @@ from collections import Counter
 
 from django.conf import settings
 
+from realtime import metrics
+
 CLOSE_TOO_MANY = 4429
 
 
@@ -52,6 +54,7 @@ class SocketCapMiddleware:
                         del counter[key]
 
     async def _refuse(self, receive, send, detail: str) -> None:
+        metrics.CLOSES.labels("too_many_sockets").inc()
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})
         frame = {"type": "error", "code": "too_many_sockets", "detail": detail}

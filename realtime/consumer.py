@@ -10,7 +10,7 @@ from channels.exceptions import DenyConnection, StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import frames, sessions, wire
+from . import frames, metrics, sessions, wire
 from .hub import get_hub
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class GuardedConsumer(AsyncWebsocketConsumer):
         if getattr(self, "_disconnected", True):
             return  # never connected, or already cleaned up
         self._disconnected = True
+        metrics.socket_closed(self.session is not None)
         try:
             await self.disconnect(self.close_code)
         except Exception:
@@ -101,6 +102,7 @@ class GuardedConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         key = self.scope.get("auth_key") or self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
         self.session = sessions.session_tag(key) if (user is not None and user.is_authenticated) else None
+        metrics.socket_opened(self.session is not None)
         try:
             if self.session is not None:
                 # Before connect(): a sign-out racing the handshake still finds this socket.
@@ -137,7 +139,10 @@ class GuardedConsumer(AsyncWebsocketConsumer):
 
     async def reject(self, code: str, detail: str) -> None:
         self.strikes += 1
+        metrics.REJECTED_FRAMES.labels(code).inc()
         if self.strikes > ABUSE_LIMIT:
+            if self.strikes == ABUSE_LIMIT + 1:  # frames already on their way strike again
+                metrics.CLOSES.labels("abuse").inc()
             await self.close(code=CLOSE_ABUSE)
             return
         await self.send_frame(frames.error_frame(code, detail))
@@ -163,6 +168,7 @@ class GuardedConsumer(AsyncWebsocketConsumer):
             return
         if wire.backlog_bytes(protocol) > settings.WS_MAX_BACKLOG_BYTES:
             self._dropped = True
+            metrics.CLOSES.labels("backlog").inc()
             log.warning("dropping a socket that stopped reading (%d bytes queued)", wire.backlog_bytes(protocol))
             wire.drop(protocol, CLOSE_BACKLOG, "too much unread; reconnect and resume")
 
@@ -176,6 +182,7 @@ class GuardedConsumer(AsyncWebsocketConsumer):
         while not self._dropped and wire.backlog_bytes(protocol) > settings.WS_MAX_BACKLOG_BYTES // 2:
             if time.monotonic() > deadline:
                 self._dropped = True
+                metrics.CLOSES.labels("backlog").inc()
                 wire.drop(protocol, CLOSE_BACKLOG, "too much unread; reconnect and resume")
                 break
             await asyncio.sleep(DRAIN_POLL)

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from django.conf import settings
 
-from . import frames, transport, wire
+from . import frames, metrics, transport, wire
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,7 @@ class Hub:
                     await socket.deliver(anonymous, anonymous_frame)
             except Exception as exc:  # one closed socket must not starve the others
                 log.debug("deliver failed: %s", exc)
+        metrics.fanned_out(message, len(sockets))
 
     async def _probe(self, timeout: float) -> bool:
         token = next(self._probe_token)
@@ -216,6 +217,7 @@ class Hub:
         if not await self._probe(timeout=max(5.0, 2 * settings.INFORM_HUB_PROBE_INTERVAL)):
             return
         self.healthy = True
+        metrics.LAYER_HEALS.inc()
         sockets = {s for members in self.members.values() for s in members}
         log.warning("channel layer is back; %d sockets catch up from the database", len(sockets))
         await asyncio.gather(*(s.catch_up() for s in sockets), return_exceptions=True)

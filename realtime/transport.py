@@ -44,8 +44,11 @@ def on_commit(fn) -> None:
 
 
 async def agroup_send(group: str, body: dict) -> None:
-    """group_send for async callers outside a transaction; raises if the layer fails."""
-    await get_channel_layer().group_send(group, {"type": HUB_MESSAGE_TYPE, "group": group, **body})
+    """group_send for async callers outside a transaction; raises if the layer fails.
+    The message carries its publish time (sent_at; right after the commit for
+    group_send), from which receiving processes measure the push lag (realtime.metrics)."""
+    message = {"type": HUB_MESSAGE_TYPE, "group": group, "sent_at": time.time(), **body}
+    await get_channel_layer().group_send(group, message)
 
 
 def _send_now(group: str, body: dict) -> None:

@@ -38,6 +38,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -135,7 +137,7 @@ class Deployment:
         else:  # no privileges to switch users: everything runs as whoever runs the tests
             self.user = me.pw_name
             self.group = self.web_group = grp.getgrgid(me.pw_gid).gr_name
-        self.http_port, self.https_port = free_port(), free_port()
+        self.http_port, self.https_port, self.metrics_port = free_port(), free_port(), free_port()
         self.pg_base = pg_url.rsplit("/", 1)[0]
         self.db_name = f"mblog_deploy_{self.pid}"
         self.redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/7"
@@ -181,6 +183,7 @@ class Deployment:
             "DATABASE_URL": f"{self.pg_base}/{self.db_name}",
             "REDIS_URL": self.redis_url,
             "CHANNEL_LAYER_PREFIX": f"mblogdeploy{self.pid}",
+            "METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}",
         }
 
     def prepare_venv(self) -> None:
@@ -822,6 +825,18 @@ def test_static_and_media_keep_hsts_and_daphne_caps_frame_size(site):
                 sock.recv()
     finally:
         sock.close()
+
+
+def test_metrics_only_on_the_private_listener(site):
+    response, body = site.https("GET", "/metrics")
+    assert response.status == 404 and b"realtime_" not in body
+    for i in range(PROCESSES):
+        with urllib.request.urlopen(f"http://127.0.0.1:{site.metrics_port}/metrics/{i}", timeout=10) as r:
+            text = r.read().decode()
+        assert r.status == 200 and 'realtime_open_sockets{user="signed_in"}' in text
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://127.0.0.1:{site.metrics_port}/metrics", timeout=10)
+    assert refused.value.code == 404
 
 
 def test_http_static_health_and_login_through_nginx(site):
