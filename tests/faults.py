@@ -117,16 +117,19 @@ class Pusher:
 class PrivateRedis:
     """A redis-server of this test's own on a free port: killable, pausable, restartable."""
 
-    def __init__(self):
+    def __init__(self, bind: str = "127.0.0.1"):
         self.port = free_port()
+        self.bind = bind
         self.dir = tempfile.mkdtemp(prefix="mblog-redis-")
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = f"redis://{bind}:{self.port}/0"
         self.pid: int | None = None
 
     def start(self) -> "PrivateRedis":
         pidfile = os.path.join(self.dir, "redis.pid")
         subprocess.run(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            ["redis-server", "--port", str(self.port), "--bind", self.bind, "--save", "", "--appendonly", "no",
+             # a test network's address (tests/test_multihost.py) is as private as loopback
+             "--protected-mode", "no" if self.bind != "127.0.0.1" else "yes",
              "--dir", self.dir, "--daemonize", "yes", "--pidfile", pidfile,
              "--logfile", os.path.join(self.dir, "redis.log")],
             check=True,
@@ -136,7 +139,8 @@ class PrivateRedis:
         return self
 
     def cli(self, *args: str) -> str:
-        r = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, timeout=10)
+        r = subprocess.run(["redis-cli", "-h", self.bind, "-p", str(self.port), *args], capture_output=True, text=True,
+                           timeout=10)
         return r.stdout
 
     def ping(self) -> bool:
@@ -182,8 +186,10 @@ class PrivatePostgres:
     """A PostgreSQL cluster of this test's own (initdb into a temp dir, pg_ctl on a free
     port), restartable without touching the shared server. As root it runs as postgres."""
 
-    def __init__(self):
+    def __init__(self, listen: str = "127.0.0.1", trust_network: str | None = None):
         self.port = free_port()
+        self.listen = listen
+        self.trust_network = trust_network  # a network whose clients may connect too (pg_hba trust)
         self.dir = Path(tempfile.mkdtemp(prefix="mblog-pg-"))
         self.data = self.dir / "data"
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -194,7 +200,7 @@ class PrivatePostgres:
             self.bin = found[-1].parent
 
     def base_url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}"
+        return f"postgres://postgres@{self.listen}:{self.port}"
 
     def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         r = subprocess.run([*self.as_user, *args], capture_output=True, text=True, timeout=timeout, cwd=self.dir)
@@ -208,11 +214,15 @@ class PrivatePostgres:
         if not self.data.exists():
             self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync",
                       "-E", "UTF8", "--locale", "C")
+            if self.trust_network:
+                with open(self.data / "pg_hba.conf", "a") as hba:
+                    hba.write(f"host all all {self.trust_network} trust\n")
         self.pg_ctl("start")
         return self
 
     def pg_ctl(self, action: str) -> None:
-        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+        opts = (f"-p {self.port} -k {self.dir} -c listen_addresses={self.listen} -c fsync=off -c full_page_writes=off"
+                " -c max_connections=200")
         args = [str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "pg.log"), "-w", "-t", "30"]
         if action in ("start", "restart"):
             args += ["-o", opts]
