@@ -15,6 +15,7 @@ from inform.routing import websocket_urlpatterns as inform_ws  # noqa: E402
 from mblog.ws_auth import WebSocketAuthMiddleware  # noqa: E402
 from mblog.ws_limits import SocketCapMiddleware  # noqa: E402
 from mblog.ws_origin import OriginCheckMiddleware  # noqa: E402
+from realtime.shed import LoadShedMiddleware  # noqa: E402
 from realtime.wire import defer_autobahn_config_dump  # noqa: E402
 
 defer_autobahn_config_dump()
@@ -28,8 +29,8 @@ if not settings.REDIS_URL:
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": OriginCheckMiddleware(
-            WebSocketAuthMiddleware(SocketCapMiddleware(URLRouter(inform_ws + chat_ws)))
+        "websocket": LoadShedMiddleware(
+            OriginCheckMiddleware(WebSocketAuthMiddleware(SocketCapMiddleware(URLRouter(inform_ws + chat_ws))))
         ),
     }
 )

@@ -230,6 +230,12 @@ WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=4 * WS_MAX_FRAME_
 # The messages of one chat `history` frame, together (the envelope fits in the rest).
 CHAT_HISTORY_MAX_BYTES = WS_MAX_MESSAGE_BYTES - 1024
 # Open sockets per signed-in user and per client address, per process (mblog.ws_limits); 0: no cap.
+# Load shedding per process (realtime.shed): past this many handshakes in progress, or
+# open sockets, new sockets are told to come back later (close 4503, "retry after N"
+# seconds, about WS_RETRY_AFTER_SECONDS). 0: no cap.
+WS_MAX_PENDING_HANDSHAKES = env.int("WS_MAX_PENDING_HANDSHAKES", default=0)
+WS_MAX_SOCKETS_PER_PROCESS = env.int("WS_MAX_SOCKETS_PER_PROCESS", default=0)
+WS_RETRY_AFTER_SECONDS = env.float("WS_RETRY_AFTER_SECONDS", default=3.0)
 WS_MAX_SOCKETS_PER_USER = env.int("WS_MAX_SOCKETS_PER_USER", default=32)
 WS_MAX_SOCKETS_PER_ADDRESS = env.int("WS_MAX_SOCKETS_PER_ADDRESS", default=256)
 # Chat presence: each socket refreshes its row this often; rows older than STALE are gone.

@@ -501,6 +501,12 @@
       socket = null;
       if (ev.code === 4001) { location.reload(); return; } // signed out: show the page as it is now
       if (ev.code === 4401 || ev.code === 4403) return;
+      if (ev.code === 4503) { // the server sheds load: come back after the time it names, spread out
+        const seconds = parseFloat((/retry after ([\d.]+)/.exec(ev.reason) || [])[1]) || 5;
+        attempt += 1;
+        retryTimer = setTimeout(connect, (0.5 + Math.random()) * seconds * 1000);
+        return;
+      }
       // Exponential backoff with full jitter: 0.5 s, 1 s, 2 s … capped at 30 s.
       const ceiling = Math.min(30000, 500 * 2 ** attempt);
       attempt += 1;
