@@ -15,6 +15,7 @@ import base64
 import gc
 import json
 import os
+import random
 import socket
 import struct
 import threading
@@ -62,7 +63,7 @@ class Conn(asyncio.Protocol):
                 return
             self.ready = True
             self.opened.set_result(True)
-        got = self.worker.got
+        got = self.frame
         while True:
             n = len(buf)
             if n < 2:
@@ -87,9 +88,16 @@ class Conn(asyncio.Protocol):
             elif opcode == 9:  # ping
                 self.transport.write(_masked(0xA, payload))
             elif opcode == 8:  # close
+                self.closed_with(payload)
                 self.transport.write(_masked(0x8, payload[:2]))
                 self.transport.close()
                 return
+
+    def frame(self, t: float, payload: bytes) -> None:
+        self.worker.got(t, payload)
+
+    def closed_with(self, payload: bytes) -> None:
+        pass
 
     def connection_lost(self, exc) -> None:
         if not self.opened.done():
@@ -105,6 +113,49 @@ class Conn(asyncio.Protocol):
         except OSError:
             pass
         self.transport.abort()
+
+
+def handshake(host, port, path, origin, cookie) -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        f"Origin: {origin}",
+    ]
+    if cookie:
+        lines.append(f"Cookie: {cookie}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class SyncingConn(Conn):
+    """A client that resumes (bench/fleet.py's reconnect storm): it sends `sync` once open
+    and notes when the answer's `synced` frame arrives, or the close code it got instead."""
+
+    __slots__ = ("synced", "close_code", "close_reason")
+
+    def __init__(self, worker: "Worker", request: bytes) -> None:
+        super().__init__(worker, request)
+        self.synced = worker.loop.create_future()
+        self.close_code, self.close_reason = None, ""
+
+    def frame(self, t: float, payload: bytes) -> None:
+        if not self.synced.done() and b'"synced"' in payload:
+            self.synced.set_result(t)
+        self.worker.got(t, payload)
+
+    def closed_with(self, payload: bytes) -> None:
+        if len(payload) >= 2:
+            self.close_code = struct.unpack("!H", payload[:2])[0]
+            self.close_reason = payload[2:].decode(errors="replace")
+
+    def connection_lost(self, exc) -> None:
+        if not self.synced.done():
+            self.synced.set_exception(ConnectionError(f"closed {self.close_code} {self.close_reason}"))
+        super().connection_lost(exc)
 
 
 class Worker:
@@ -123,11 +174,11 @@ class Worker:
         if self._all_closed is not None and not self.conns:
             self._all_closed.set()
 
-    async def _open(self, host: str, port: int, request: bytes, timeout: float) -> Conn:
+    async def _open(self, host: str, port: int, request: bytes, timeout: float, kind=Conn) -> Conn:
         made: list[Conn] = []
 
         async def go():
-            _, conn = await self.loop.create_connection(lambda: made.append(Conn(self, request)) or made[0], host, port)
+            _, conn = await self.loop.create_connection(lambda: made.append(kind(self, request)) or made[0], host, port)
             await conn.opened
             return conn
 
@@ -141,21 +192,7 @@ class Worker:
         return conn
 
     async def connect(self, host, port, path, origin, cookies, timeout) -> dict:
-        requests = []
-        for cookie in cookies:
-            key = base64.b64encode(os.urandom(16)).decode()
-            lines = [
-                f"GET {path} HTTP/1.1",
-                f"Host: {host}:{port}",
-                "Upgrade: websocket",
-                "Connection: Upgrade",
-                f"Sec-WebSocket-Key: {key}",
-                "Sec-WebSocket-Version: 13",
-                f"Origin: {origin}",
-            ]
-            if cookie:
-                lines.append(f"Cookie: {cookie}")
-            requests.append(("\r\n".join(lines) + "\r\n\r\n").encode())
+        requests = [handshake(host, port, path, origin, cookie) for cookie in cookies]
         done: list[float] = []
         errors: Counter = Counter()
         failed: list = []
@@ -171,6 +208,48 @@ class Worker:
         await asyncio.gather(*(one(r, c) for r, c in zip(requests, cookies, strict=True)))
         return {"ok": len(done), "failed": len(failed), "failed_cookies": failed,
                 "last": max(done, default=None), "errors": dict(errors.most_common(5))}
+
+    async def storm(self, host, ports, path, origin, cookies, jitter, timeout) -> dict:
+        """Every socket back at once, as after a mass disconnect: each client waits a random
+        part of `jitter` seconds, connects to ports[i % len(ports)], sends `sync` and waits
+        for `synced`. Shed (4503 "retry after N"): it waits about N s and tries again; any
+        other failure: exponential backoff with full jitter. Returns per-client figures."""
+        rng = random.Random(os.getpid())
+        start = time.monotonic()
+        results = []
+
+        async def one(i, cookie):
+            port = ports[i % len(ports)]
+            await asyncio.sleep(rng.random() * jitter)
+            attempts = sheds = 0
+            backoff = 0.5
+            while time.monotonic() - start < timeout:
+                attempts += 1
+                conn = None
+                try:
+                    request = handshake(host, port, path, f"{origin}:{port}", cookie)
+                    conn = await self._open(host, port, request, 10, SyncingConn)
+                    conn.transport.write(_masked(0x1, b'{"type":"sync","after":0}'))
+                    t = await asyncio.wait_for(conn.synced, 20)
+                    results.append({"synced_at": t - start, "attempts": attempts, "sheds": sheds})
+                    return
+                except Exception:  # noqa: BLE001 - retried
+                    if conn is not None and conn.close_code == 4503:
+                        sheds += 1
+                        try:
+                            wait = float(conn.close_reason.rsplit(" ", 1)[-1])
+                        except ValueError:
+                            wait = 3.0
+                    else:
+                        wait = rng.random() * backoff
+                        backoff = min(backoff * 2, 10)
+                    if conn is not None:
+                        self.conns.discard(conn)
+                    await asyncio.sleep(wait)
+            results.append({"synced_at": None, "attempts": attempts, "sheds": sheds})
+
+        await asyncio.gather(*(one(i, c) for i, c in enumerate(cookies)))
+        return {"clients": results, "started": start}
 
     def collect(self) -> list[tuple[float, str, object]]:
         """(t, kind, key): kind "inform" with the notification id, or "text" with the frame's text."""
@@ -224,6 +303,11 @@ class Worker:
                 result = await self.connect(*args)
                 # Open connections live until "close": keep them out of the full collections
                 # that would otherwise pause this process (and stamp receipts late) mid-broadcast.
+                gc.collect()
+                gc.freeze()
+                self.pipe.send(result)
+            elif cmd == "storm":
+                result = await self.storm(*args)
                 gc.collect()
                 gc.freeze()
                 self.pipe.send(result)
