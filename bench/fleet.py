@@ -152,15 +152,19 @@ def run_broadcasts(clients: Clients, n: int, count: int, burst: int) -> dict:
     return figures
 
 
-def spread_connect(clients: Clients, ports: list[int], users: list) -> dict:
-    """Signed-in sockets, round-robin over the processes (each process's share at once)."""
+def spread_connect(clients: Clients, ports: list[int], users: list, batch: int) -> dict:
+    """Signed-in sockets, round-robin over the processes, in batches below the shedding cap
+    (the storm phase is where they all come at once)."""
     ok = failed = 0
     t0 = time.monotonic()
     for i, port in enumerate(ports):
         part = [cookie for _, cookie in users[i :: len(ports)]]
-        r = clients.connect(port, "/ws/inform/", part, timeout=60)
-        ok, failed = ok + r["ok"], failed + r["failed"]
-        log(f"  connect: process {i + 1}/{len(ports)}: {r['ok']}/{len(part)} open {r['errors'] or ''}")
+        opened = 0
+        for j in range(0, len(part), batch):
+            r = clients.connect(port, "/ws/inform/", part[j : j + batch], timeout=60)
+            opened, failed = opened + r["ok"], failed + r["failed"]
+        ok += opened
+        log(f"  connect: process {i + 1}/{len(ports)}: {opened}/{len(part)} open")
     return {"attempted": len(users), "ok": ok, "failed": failed, "seconds": round(time.monotonic() - t0, 2)}
 
 
@@ -376,7 +380,7 @@ def main(argv=None) -> int:
         log(f"starting {args.procs} daphne processes on {args.redis} Redis server(s)")
         servers = [start_daphne(f"fleet-{i}", port, {**env, **server_env}, args.backlog) for i, port in enumerate(ports)]
         base_rss = sum(s.rss_kb() for s in servers)
-        result["connect"] = spread_connect(clients, ports, users)
+        result["connect"] = spread_connect(clients, ports, users, max(1, args.max_pending // 2))
         time.sleep(2.0)
         open_now = clients.open_count()
         rss = sum(rss_kb(s.pid) for s in servers)
