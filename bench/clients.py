@@ -62,7 +62,8 @@ class Conn(asyncio.Protocol):
                 self.transport.close()
                 return
             self.ready = True
-            self.opened.set_result(True)
+            if not self.opened.done():  # not given up on (a handshake past its timeout)
+                self.opened.set_result(True)
         got = self.frame
         while True:
             n = len(buf)
@@ -140,6 +141,7 @@ class SyncingConn(Conn):
     def __init__(self, worker: "Worker", request: bytes) -> None:
         super().__init__(worker, request)
         self.synced = worker.loop.create_future()
+        self.synced.add_done_callback(lambda f: f.cancelled() or f.exception())  # a failed open never awaits it
         self.close_code, self.close_reason = None, ""
 
     def frame(self, t: float, payload: bytes) -> None:
@@ -228,7 +230,7 @@ class Worker:
                 conn = None
                 try:
                     request = handshake(host, port, path, f"{origin}:{port}", cookie)
-                    conn = await self._open(host, port, request, 10, SyncingConn)
+                    conn = await self._open(host, port, request, 30, SyncingConn)
                     conn.transport.write(_masked(0x1, b'{"type":"sync","after":0}'))
                     t = await asyncio.wait_for(conn.synced, 20)
                     results.append({"synced_at": t - start, "attempts": attempts, "sheds": sheds})
