@@ -70,7 +70,7 @@ def test_settings_load_the_shipped_env_example():
     assert s["DEBUG"] is False and s["SECRET_KEY"] == "change-me-to-50-random-characters"
     assert s["ALLOWED_HOSTS"] == ["mblog.example.com"] and s["CONN_MAX_AGE"] == 0
     assert s["DB_NAME"] == "mblog" and s["WS_RATE_BURST"] == 20 and s["SECURE"] is True
-    assert s["LAYER"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert s["LAYER"] == "realtime.layers.ShardedPubSubChannelLayer"  # the Redis pub/sub layer over REDIS_URL's servers
 
 
 def test_settings_take_secrets_literally_and_the_environment_wins(tmp_path):
