@@ -110,11 +110,12 @@ class AppHost(Deployment):
         self.render()
         self.install_files()
         with in_netns(self.ns):
-            self.start_supervisor()
+            # static files first: daphne reads the manifest of hashed names once
+            self.manage("collectstatic", "--noinput", "-v0")
             if first:
                 self.manage("migrate", "--noinput", "-v0")
                 self.manage("seed_demo")
-            self.manage("collectstatic", "--noinput", "-v0")
+            self.start_supervisor()
         self.wait_healthy(range(PROCESSES), timeout=40)
         with in_netns(self.ns):
             self.start_nginx()
