@@ -306,6 +306,16 @@ def live_url(django_db_setup, django_db_blocker):
     server.stop()
 
 
+def open_page(context, url):
+    """A new page of the browser context at url, once its live connection is up."""
+    from playwright.sync_api import expect
+
+    page = context.new_page()
+    page.goto(url)
+    expect(page.locator("#live-status")).to_have_text("live")
+    return page
+
+
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright

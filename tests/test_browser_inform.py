@@ -3,16 +3,9 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, open_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def open_page(context, url):
-    page = context.new_page()
-    page.goto(url)
-    expect(page.locator("#live-status")).to_have_text("live")
-    return page
 
 
 def test_follow_reaches_the_other_persons_tabs_live(browser, live_url, login, make_user):

@@ -8,16 +8,9 @@ from playwright.sync_api import expect
 
 from inform.models import InformState, Notification, PersonMute
 from inform.services import send_inform
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, open_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def open_page(context, url):
-    page = context.new_page()
-    page.goto(url)
-    expect(page.locator("#live-status")).to_have_text("live")
-    return page
 
 
 def test_opening_the_menu_clears_the_badge_in_every_tab_and_items_stay_unread(browser, live_url, login, make_user):

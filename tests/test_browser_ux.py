@@ -5,18 +5,11 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, open_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PHONE = {"width": 375, "height": 740}
-
-
-def open_page(context, url):
-    page = context.new_page()
-    page.goto(url)
-    expect(page.locator("#live-status")).to_have_text("live")
-    return page
 
 
 @pytest.fixture
