@@ -171,44 +171,50 @@ def _due(profile: AwayProfile, now: datetime, watermark: str, delay: int) -> tup
 
 
 def _send_digest(profile: AwayProfile, now: datetime, outcome: Outcome) -> None:
-    user = profile.user
-    due = _due(profile, now, "emailed_upto", settings.AWAY_EMAIL_DELAY)
-    if due is None:
-        return
-    unread, upto = due
-    if presence.is_looking(user.pk):
-        # On the site when it came due: they had the delay to see it; no email for these.
-        outcome.looking.append(user.pk)
-    else:
-        items = [n for n in unread if email_wanted(user, n.verb)]
-        if items and user.email and user.is_active:
-            _digest_message(user, items).send()
-            outcome.sent.append(user.pk)
-    profile.emailed_upto = upto
-    profile.save(update_fields=["emailed_upto"])
+    _send_due(profile, now, outcome, "emailed_upto", settings.AWAY_EMAIL_DELAY, _email_digest)
 
 
 def _send_push(profile: AwayProfile, now: datetime, outcome: Outcome) -> None:
-    user = profile.user
-    due = _due(profile, now, "pushed_upto", settings.AWAY_PUSH_DELAY)
+    _send_due(profile, now, outcome, "pushed_upto", settings.AWAY_PUSH_DELAY, _push_to_browsers)
+
+
+def _send_due(profile: AwayProfile, now: datetime, outcome: Outcome, watermark: str, delay: int, deliver) -> None:
+    """What came due on one channel (email or push): sent with deliver(user, unread,
+    outcome) unless the person is looking (they had the delay to see it on the site);
+    either way the channel's watermark moves past it."""
+    due = _due(profile, now, watermark, delay)
     if due is None:
         return
     unread, upto = due
-    items = [n for n in unread if push_wanted(user, n.verb)]
+    user = profile.user
     if presence.is_looking(user.pk):
-        outcome.looking.append(user.pk)  # the open tab showed it
-    elif items and user.is_active:
-        payload = push_payload(items)
-        delivered = False
-        for subscription in PushSubscription.objects.filter(user=user):
-            try:
-                delivered = webpush.send(subscription, payload) or delivered
-            except webpush.WebPushException as exc:  # one browser's push service failing stops no other
-                log.warning("web push to user %s failed: %s", user.pk, exc)
-        if delivered:
-            outcome.pushed.append(user.pk)
-    profile.pushed_upto = upto
-    profile.save(update_fields=["pushed_upto"])
+        outcome.looking.append(user.pk)
+    elif user.is_active:
+        deliver(user, unread, outcome)
+    setattr(profile, watermark, upto)
+    profile.save(update_fields=[watermark])
+
+
+def _email_digest(user, unread: list, outcome: Outcome) -> None:
+    items = [n for n in unread if email_wanted(user, n.verb)]
+    if items and user.email:
+        _digest_message(user, items).send()
+        outcome.sent.append(user.pk)
+
+
+def _push_to_browsers(user, unread: list, outcome: Outcome) -> None:
+    items = [n for n in unread if push_wanted(user, n.verb)]
+    if not items:
+        return
+    payload = push_payload(items)
+    delivered = False
+    for subscription in PushSubscription.objects.filter(user=user):
+        try:
+            delivered = webpush.send(subscription, payload) or delivered
+        except webpush.WebPushException as exc:  # one browser's push service failing stops no other
+            log.warning("web push to user %s failed: %s", user.pk, exc)
+    if delivered:
+        outcome.pushed.append(user.pk)
 
 
 def push_payload(items: list) -> dict:
