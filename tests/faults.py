@@ -23,7 +23,7 @@ from pathlib import Path
 
 import websocket
 
-from tests.conftest import ARTIFACTS, ROOT, free_port, wait_for_http, wait_until
+from tests.conftest import ARTIFACTS, ROOT, free_port, stop_process, wait_for_http, wait_until
 
 FIGURES: list[str] = []  # "name: sent=… received=… lost=… duplicated=…", printed at the end of the run
 
@@ -299,13 +299,7 @@ stdout_logfile={self.log_path}
         return int(out) if out.isdigit() else 0
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 20)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -23,6 +23,7 @@ from away import services
 from away.models import AwayProfile, Presence
 from inform.models import Notification
 from inform.services import send_inform
+from tests.conftest import stop_process
 
 from .conftest import ROOT, free_port, live_database_url
 
@@ -55,8 +56,7 @@ class SmtpSink:
         raise AssertionError(f"the SMTP server got {len(self.messages())} messages, not {count}")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        stop_process(self.proc)
 
 
 @pytest.fixture

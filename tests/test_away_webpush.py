@@ -17,6 +17,7 @@ from django.utils import timezone
 from away import services, webpush
 from away.models import AwayProfile, Presence, PushSubscription
 from inform.services import send_inform
+from tests.conftest import stop_process
 
 from .conftest import ROOT, free_port
 
@@ -76,8 +77,7 @@ class PushService:
         assert call(self.url + f"/expire-subscription/{client_hash}")[0] == 200
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        stop_process(self.proc)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from inform.services import send_inform
-from tests.conftest import ROOT, Daphne, live_database_url, wait_until
+from tests.conftest import ROOT, Daphne, live_database_url, stop_process, wait_until
 from tokens.services import token_create, token_revoke
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -36,9 +36,7 @@ class Tail:
             self.lines.append(line)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        stop_process(self.proc)
         self.reader.join(5)
 
 
