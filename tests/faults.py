@@ -346,7 +346,8 @@ class Tab(threading.Thread):
     list from /inform/api/notifications/.
 
     The badge is the last unread count the server told it (an `unread` frame or the
-    `unread` of a live inform frame)."""
+    `unread` of a live inform frame), plus one for each new inform frame without
+    counters (a site update), as the browser counts."""
 
     def __init__(self, base_url: str, cookie: str | None, *, reconnect: bool, name: str = "tab"):
         super().__init__(daemon=True, name=name)
@@ -483,10 +484,13 @@ class Tab(threading.Thread):
                         self.repeated.append(fid)
                 elif fid in self.ids:
                     self.resent += 1
+                new = fid not in self.ids
                 sent_here.add(fid)
                 self.ids.add(fid)
                 if "unread" in frame:
                     self.badge = frame["unread"]
+                elif new and self.badge is not None:
+                    self.badge += 1  # a site update: as the browser, count one more
             else:
                 self.events.append(frame)
             if kind == "unread":

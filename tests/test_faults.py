@@ -330,6 +330,58 @@ def test_a_lower_id_committed_late_with_its_push_lost_still_arrives(private_redi
     assert (numbers["lost"], numbers["extra"]) == (0, 0), numbers
 
 
+# --- 3b. counter frames of two senders crossing ------------------------------------
+
+
+def release_reversed(held: list) -> None:
+    from realtime import transport
+
+    for group, body in reversed(held):
+        transport._send_now(group, body)
+
+
+@pytest.mark.parametrize("first", ["personal", "site_update"])
+def test_counter_frames_of_two_senders_delivered_in_reverse_order(make_user, monkeypatch, first):
+    """A notification (personal, or a site update) commits and its push is held back (a
+    slow sender); then a read_all in another tab commits and pushes its counters, which
+    the socket gets first; then the held push arrives. The notification's counters (or,
+    for a site update, the client's "one more") are older than the read_all's: the
+    socket's badge must end at the read_all's, the counters a fresh fetch gives."""
+    from inform.services import notifications_mark_all_read, send_inform
+    from realtime import transport
+
+    user = make_user("badge")
+    # the layer this process publishes to (bin/test's Redis), as live_url's daphne
+    env = {**os.environ, "DATABASE_URL": live_database_url()}
+    server = Daphne(env, name=f"faults-counter-order-{first}").start()
+    tab = Tab(server.url, session_cookie_for(user), reconnect=False, name="badge")
+    tab.user = user
+    held: list = []
+    try:
+        tab.start()
+        assert tab.ready.wait(15) and tab.failure is None, tab.failure
+        tab.sync()
+        wait_until(lambda: tab.sync_answers() == 1, 15, "the counters of a sync")
+        with monkeypatch.context() as m:
+            m.setattr(transport, "_send_now", lambda group, body: held.append((group, body)))
+            if first == "personal":
+                (n,) = send_inform(to=user, verb="mention", text="first")
+            else:
+                (n,) = send_inform(everyone=True, verb="site_update", text="first")
+            notifications_mark_all_read(user)
+        assert [body["frame"]["type"] for _, body in held] == ["inform", "unread"]
+        release_reversed(held)
+        wait_until(lambda: n.id in tab.snapshot() and sum(e["type"] == "unread" for e in tab.events) >= 2, 15,
+                   "both frames")
+        unread = api_get(server.url, session_cookie_for(user), "/inform/api/unread/")["unread"]
+        badge = tab.badge
+    finally:
+        tab.stop()
+        server.stop()
+    assert unread == 0
+    assert badge == unread, f"the badge says {badge}, a fresh fetch {unread}"
+
+
 # --- 4. a client that stops reading -------------------------------------------------
 
 BACKLOG_BYTES = 256 * 1024  # WS_MAX_BACKLOG_BYTES for this test's daphne
