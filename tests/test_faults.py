@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from inform.models import InformState
 from tests.conftest import Daphne, free_port, live_database_url, session_cookie_for, wait_for_http
 from tests.faults import (
     PrivatePostgres,
@@ -724,23 +725,38 @@ def test_tabs_agree_with_a_fresh_fetch_after_random_interleavings(private_redis,
                 tab.start()
             for tab in tabs:
                 assert tab.ready.wait(15) and tab.failure is None, tab.failure
+            changes = 0  # counter changes asked for: each bumps the person's counters version once
             for step in steps:
                 kind, *args = step
                 if kind == "push":
                     pusher.push(user.username, args[0])
+                    changes += args[0]
                 elif kind == "read":
                     tab, pick = tabs[args[0]], args[1]
                     ids = sorted(tab.snapshot())
                     chosen = [i for k, i in enumerate(ids) if pick >> (k % 8) & 1]
                     if chosen:
                         tab.send({"type": "read", "ids": chosen})
+                        changes += 1
                 elif kind == "read_all":
                     tabs[args[0]].send({"type": "read_all"})
+                    changes += 1
                 elif kind == "disconnect":
                     tabs[args[0]].drop()
                 else:
                     start_blip(args[0])
             end_blip()
+
+            # Reads go out asynchronously: compare with a fresh fetch only once the server
+            # has applied them all (a fetch before a read commits would see the state
+            # before it while the tabs already show the state after it).
+            def applied() -> int:
+                return InformState.objects.filter(user=user).values_list("counters_version", flat=True).first()
+
+            try:
+                wait_until(lambda: applied() >= changes, 10, "the server to apply every step", interval=0.1)
+            except AssertionError:
+                pass
 
             def fresh():
                 return api_get(server.url, cookie, "/inform/api/unread/")["unread"], stream_ids_via_api(server.url, cookie)
@@ -761,7 +777,8 @@ def test_tabs_agree_with_a_fresh_fetch_after_random_interleavings(private_redis,
                 totals[k] += numbers[k]
             states = [(t.badge, sorted(t.snapshot())) for t in tabs]
             assert all(state == (unread, sorted(ids)) for state in states), (
-                f"fresh fetch: unread {unread}, ids {sorted(ids)}; tabs (badge, ids): {states}")
+                f"fresh fetch: unread {unread}, ids {sorted(ids)}; tabs (badge, ids): {states}; "
+                f"changes applied {applied()} of {changes}")
         finally:
             end_blip()
             for tab in tabs:
