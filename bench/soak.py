@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/soak.py               # 20 runs (about 45 minutes here)
     .venv/bin/python bench/soak.py --runs 5 -k redis
+    .venv/bin/python bench/soak.py --minutes 60  # as many of the 20 runs as start within an hour
 
 Each run is `bin/test tests/test_faults.py` (so the same servers, settings and checks
 as CI), with the property test drawing new examples every time (CI fixes them). The
@@ -44,13 +45,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("-k", default=None, help="only the fault tests matching this pytest -k expression")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="start no run after this many minutes (the totals cover the runs made)")
     args = parser.parse_args()
 
     env = {k: v for k, v in os.environ.items() if k != "CI"}  # the property test draws fresh examples
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     failed_runs = []
     started = time.monotonic()
+    runs = 0
     for n in range(1, args.runs + 1):
+        if args.minutes is not None and time.monotonic() - started > args.minutes * 60:
+            print(f"--minutes {args.minutes:g} reached: no run {n}", flush=True)
+            break
+        runs = n
         cmd = [str(ROOT / "bin" / "test"), "tests/test_faults.py", "-q"] + (["-k", args.k] if args.k else [])
         t = time.monotonic()
         result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -69,7 +77,7 @@ def main() -> int:
             log.write_text(output)
             print(f"  output kept in {log}", flush=True)
 
-    print(f"\nsoak: {args.runs} runs in {(time.monotonic() - started) / 60:.1f} min, failed runs: {failed_runs or 'none'}")
+    print(f"\nsoak: {runs} runs in {(time.monotonic() - started) / 60:.1f} min, failed runs: {failed_runs or 'none'}")
     lost = duplicated = 0
     for name in sorted(totals):
         t = totals[name]

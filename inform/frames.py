@@ -18,7 +18,7 @@ def _iso(dt: datetime) -> str:
 
 def inform_frame(n: Notification, counters=None) -> dict:
     """`counters` (selectors.Counters), when given, adds the absolute `unread` and
-    `unseen` after this notification."""
+    `unseen` after this notification, and their `version`."""
     frame = {
         "type": "inform",
         "id": n.id,
@@ -33,12 +33,15 @@ def inform_frame(n: Notification, counters=None) -> dict:
         frame["group"], frame["count"] = n.group, n.count
     if counters is not None:
         frame["unread"], frame["unseen"] = counters.unread, counters.unseen
+        frame["version"] = list(counters.version)
     return frame
 
 
 def unread_frame(counters) -> dict:
-    """The full counter state (selectors.Counters): a client never adds or subtracts."""
-    return {"type": "unread", "unread": counters.unread, "unseen": counters.unseen}
+    """The full counter state (selectors.Counters): a client never adds or subtracts, and
+    ignores one with a lower `version` than the counters it shows (docs/protocol.md)."""
+    return {"type": "unread", "unread": counters.unread, "unseen": counters.unseen,
+            "version": list(counters.version)}
 
 
 def reset_frame(cursor: int) -> dict:
@@ -107,15 +110,18 @@ _count = {"type": "integer", "minimum": 0}
 _text = {"type": "string"}
 _name = {"type": ["string", "null"]}
 _when = {"type": "string", "format": "date-time"}
+# (the person's counters version, the newest notification id): compared as pairs
+_version = {"type": "array", "prefixItems": [_count, _count], "minItems": 2, "maxItems": 2}
 
 SERVER_FRAME = server_frames_validator(
     frame_schema(
         "inform",
         {"id": {"type": "integer", "minimum": 1}, "verb": {"enum": ["follow", "reply", "mention", "site_update"]},
          "actor": _name, "text": _text, "url": _text, "created": _when},
-        {"unread": _count, "unseen": _count, "group": _text, "count": {"type": "integer", "minimum": 1}},
+        {"unread": _count, "unseen": _count, "version": _version, "group": _text,
+         "count": {"type": "integer", "minimum": 1}},
     ),
-    frame_schema("unread", {"unread": _count, "unseen": _count}),
+    frame_schema("unread", {"unread": _count, "unseen": _count, "version": _version}),
     frame_schema("synced", {"cursor": _count}),
     frame_schema("reset", {"cursor": _count}),
     frame_schema(

@@ -127,6 +127,10 @@ class InformState(models.Model):
     # The badge counts unread notifications with a higher id (unseen); the list and the
     # menu move it up when they are opened.
     seen_upto = models.BigIntegerField(default=0)
+    # Bumped in the same transaction as every change of the person's counters (a
+    # notification for them, a read, a "seen", a preference), under this row's lock, so
+    # counters read together with it are ordered (services.bump_counters).
+    counters_version = models.BigIntegerField(default=0)
     follow = _delivery_field()
     reply = _delivery_field()
     mention = _delivery_field()

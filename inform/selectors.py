@@ -66,10 +66,19 @@ def mutes(user) -> tuple[list, list[TopicPreference]]:
 
 class Counters(NamedTuple):
     """unread: not opened or marked read; unseen: the unread ones newer than the last
-    time the person opened the menu or the list (what the badge shows)."""
+    time the person opened the menu or the list (what the badge shows).
+
+    version: (the person's InformState.counters_version, the newest notification id),
+    read in the same statement as the counts. Every change of the counts commits a new
+    version (a site update: a new id; the newest row is never deleted), and a later read
+    sees a version at least as high in both parts, so of two readings the one with the
+    higher version, compared as pairs, is the newer: clients keep it whatever order the
+    pushes of two senders arrive in. A site update with an id at or below the second
+    part is counted in them already."""
 
     unread: int = 0
     unseen: int = 0
+    version: tuple[int, int] = (0, 0)
 
 
 def unread_count(user) -> int:
@@ -109,13 +118,16 @@ def counters_of(user_ids: Iterable[int]) -> dict[int, Counters]:
               + {site_unread.format(seen="")},
               (SELECT COUNT(*) FROM {notifications} n
                 WHERE n.recipient_id = u.id AND n.read_at IS NULL AND n.id > COALESCE(st.seen_upto, 0))
-              + {site_unread.format(seen=", COALESCE(st.seen_upto, 0)")}
+              + {site_unread.format(seen=", COALESCE(st.seen_upto, 0)")},
+              COALESCE(st.counters_version, 0),
+              (SELECT COALESCE(MAX(s.id), 0) FROM {notifications} s)
             FROM {User._meta.db_table} u LEFT JOIN {InformState._meta.db_table} st ON st.user_id = u.id
             WHERE u.id IN ({", ".join(["%s"] * len(batch))})
         """
         with connection.cursor() as cursor:
             cursor.execute(sql, batch)
-            result.update((uid, Counters(unread, unseen)) for uid, unread, unseen in cursor.fetchall())
+            result.update((uid, Counters(unread, unseen, (version, site)))
+                          for uid, unread, unseen, version, site in cursor.fetchall())
     return result
 
 

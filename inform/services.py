@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q, Subquery
+from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -119,6 +119,7 @@ def send_inform(
         )
         if not told:
             return []
+        bump_counters([r.id for r in told])  # before deleting their group rows: see bump_counters
         rows = [
             Notification(recipient_id=r.id, verb=verb, text=text[:500], url=url, actor=actor, topic=topic, group=group)
             for r in told
@@ -188,10 +189,27 @@ def notifications_push_again(notifications) -> int:
     return len(rows)
 
 
+def bump_counters(user_ids: Iterable[int]) -> None:
+    """Inside the transaction that changes these people's counters: a new counters
+    version for each (selectors.Counters). The row lock taken here is held until the
+    commit, so versions follow commits. Call it before touching their notification rows:
+    writers then lock the state row first and the rows after, and never wait for each
+    other in a circle."""
+    ids = sorted({int(i) for i in user_ids})
+    if not ids:
+        return
+    rows = InformState.objects.filter(user_id__in=ids)
+    if rows.update(counters_version=F("counters_version") + 1) < len(ids):
+        # Users without a state row (bulk-created) get the defaults they read as, bumped.
+        InformState.objects.bulk_create([InformState(user_id=i) for i in ids], ignore_conflicts=True)
+        rows.update(counters_version=F("counters_version") + 1)
+
+
 def notifications_mark_read(user, ids: list[int]) -> int:
     """Mark these ids of the user's stream read; all or nothing. Returns the unread count."""
     ids = sorted(set(ids))
     with transaction.atomic():
+        bump_counters([user.pk])
         _, read_upto = site_watermarks(user)  # as stored: another tab may have moved it
         found = dict(stream(user).filter(id__in=ids).values_list("id", "recipient_id"))
         missing = [i for i in ids if i not in found]
@@ -209,6 +227,7 @@ def notifications_mark_read(user, ids: list[int]) -> int:
 
 def notifications_mark_all_read(user) -> int:
     with transaction.atomic():
+        bump_counters([user.pk])
         Notification.objects.filter(recipient=user, read_at__isnull=True).update(read_at=timezone.now())
         InformState.objects.update_or_create(user=user, defaults={"site_read_upto": latest_notification_id()})
         SiteUpdateRead.objects.filter(user=user).delete()
@@ -222,9 +241,11 @@ def notifications_mark_seen(user, upto: int) -> None:
     unread. Never moves back; every tab hears the new counters."""
     upto = int(upto)
     with transaction.atomic():
-        moved = InformState.objects.filter(user=user, seen_upto__lt=upto).update(seen_upto=upto)
+        moved = InformState.objects.filter(user=user, seen_upto__lt=upto).update(
+            seen_upto=upto, counters_version=F("counters_version") + 1)
         if not moved:
-            moved = upto > 0 and InformState.objects.get_or_create(user=user, defaults={"seen_upto": upto})[1]
+            moved = upto > 0 and InformState.objects.get_or_create(
+                user=user, defaults={"seen_upto": upto, "counters_version": 1})[1]
         if moved:
             push.notify_unread(user)
 
@@ -243,8 +264,11 @@ def preferences_save(user, deliveries: dict[str, str]) -> InformState:
         site_update_was = state.site_update
         for kind, delivery in deliveries.items():
             setattr(state, kind, delivery)
+        counters_change = (site_update_was == Delivery.OFF) != (state.site_update == Delivery.OFF)
+        if counters_change:
+            state.counters_version += 1  # the row is locked (select_for_update)
         state.save()
-        if (site_update_was == Delivery.OFF) != (state.site_update == Delivery.OFF):
+        if counters_change:
             push.notify_unread(user)
     return state
 

@@ -345,8 +345,10 @@ class Tab(threading.Thread):
     socket sends them again, expected after a reconnect). On `reset` it reloads its
     list from /inform/api/notifications/.
 
-    The badge is the last unread count the server told it (an `unread` frame or the
-    `unread` of a live inform frame)."""
+    The badge follows the browser's rule (static/inform/inform.js, docs/protocol.md): the
+    newest counters the server told it (by their `version`, whatever order they arrive
+    in), plus one for each site update (an inform frame without counters) they do not
+    include yet."""
 
     def __init__(self, base_url: str, cookie: str | None, *, reconnect: bool, name: str = "tab"):
         super().__init__(daemon=True, name=name)
@@ -359,6 +361,9 @@ class Tab(threading.Thread):
         self.cursor = 0
         self.got_synced = False
         self.badge: int | None = None
+        self.version: list[int] | None = None  # of the counters the badge shows
+        self.counted_above: set[int] = set()  # site updates counted on top of them
+        self.stale_counters = 0  # counter frames ignored as older than those shown
         self.resets = 0
         self.sockets = 0  # sockets opened
         self.close_codes: list[int | None] = []
@@ -472,6 +477,20 @@ class Tab(threading.Thread):
             if opcode == websocket.ABNF.OPCODE_TEXT:
                 self._frame(json.loads(data), sent_here)
 
+    def _counters(self, frame: dict) -> None:
+        """Absolute counters, unless older than those shown (docs/protocol.md); a server
+        without versions: the last one told."""
+        version = frame.get("version")
+        if version is None:
+            self.badge = frame["unread"]
+            return
+        if self.version is not None and version < self.version:
+            self.stale_counters += 1
+            return
+        self.version = version
+        self.counted_above = {i for i in self.counted_above if i > version[1]}
+        self.badge = frame["unread"] + len(self.counted_above)
+
     def _frame(self, frame: dict, sent_here: set[int]) -> None:
         kind = frame.get("type")
         with self.lock:
@@ -483,14 +502,18 @@ class Tab(threading.Thread):
                         self.repeated.append(fid)
                 elif fid in self.ids:
                     self.resent += 1
+                new = fid not in self.ids
                 sent_here.add(fid)
                 self.ids.add(fid)
                 if "unread" in frame:
-                    self.badge = frame["unread"]
+                    self._counters(frame)
+                elif new and self.badge is not None and not (self.version and fid <= self.version[1]):
+                    self.counted_above.add(fid)  # a site update the counters shown do not include
+                    self.badge += 1
             else:
                 self.events.append(frame)
             if kind == "unread":
-                self.badge = frame["unread"]
+                self._counters(frame)
             elif kind == "synced":
                 self.got_synced = True
                 self.cursor = frame["cursor"]

@@ -64,3 +64,37 @@ def test_pages_work_without_javascript(browser, live_url, login, make_user):
         expect(page.locator(".inform-item.read")).to_contain_text("dave mentioned you")
     finally:
         ctx.close()
+
+
+@pytest.mark.parametrize("first", ["personal", "site_update"])
+def test_counter_frames_delivered_in_reverse_order_leave_the_badge_right(browser, live_url, login, make_user,
+                                                                         monkeypatch, first):
+    """A notification's push is held back (a slow sender) while a read_all elsewhere
+    commits and pushes its counters; the tab gets the read_all's frame first, then the
+    notification's, whose counters (or, for a site update, "one more") are older: the
+    badge must stay at the read_all's (tests/test_faults.py has the same with a
+    protocol-level client)."""
+    from inform.services import notifications_mark_all_read, send_inform
+    from realtime import transport
+
+    dana = make_user("dana")
+    ctx = browser.new_context()
+    login(ctx, dana)
+    held = []
+    try:
+        page = open_page(ctx, live_url + "/")
+        with monkeypatch.context() as m:
+            m.setattr(transport, "_send_now", lambda group, body: held.append((group, body)))
+            if first == "personal":
+                send_inform(to=dana, verb="mention", text="held back")
+            else:
+                send_inform(everyone=True, verb="site_update", text="held back")
+            notifications_mark_all_read(dana)
+        assert [body["frame"]["type"] for _, body in held] == ["inform", "unread"]
+        for group, body in reversed(held):
+            transport._send_now(group, body)
+        expect(page.locator("#toasts .toast")).to_contain_text("held back")  # both frames are in
+        expect(page.locator("#inform-badge")).to_be_hidden()
+        assert page.evaluate("window.mblogInform.unread") == 0
+    finally:
+        ctx.close()

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from inform.models import InformState
 from tests.conftest import Daphne, free_port, live_database_url, session_cookie_for, wait_for_http
 from tests.faults import (
     PrivatePostgres,
@@ -328,6 +329,58 @@ def test_a_lower_id_committed_late_with_its_push_lost_still_arrives(private_redi
     assert len(expected[tab]) == 2 and a_id in expected[tab]
     print(f"B {'waited for A' if b_waited else 'committed before A'}; A's id {a_id}, the stream {sorted(expected[tab])}")
     assert (numbers["lost"], numbers["extra"]) == (0, 0), numbers
+
+
+# --- 3b. counter frames of two senders crossing ------------------------------------
+
+
+def release_reversed(held: list) -> None:
+    from realtime import transport
+
+    for group, body in reversed(held):
+        transport._send_now(group, body)
+
+
+@pytest.mark.parametrize("first", ["personal", "site_update"])
+def test_counter_frames_of_two_senders_delivered_in_reverse_order(make_user, monkeypatch, first):
+    """A notification (personal, or a site update) commits and its push is held back (a
+    slow sender); then a read_all in another tab commits and pushes its counters, which
+    the socket gets first; then the held push arrives. The notification's counters (or,
+    for a site update, the client's "one more") are older than the read_all's: the
+    socket's badge must end at the read_all's, the counters a fresh fetch gives."""
+    from inform.services import notifications_mark_all_read, send_inform
+    from realtime import transport
+
+    user = make_user("badge")
+    # the layer this process publishes to (bin/test's Redis), as live_url's daphne
+    env = {**os.environ, "DATABASE_URL": live_database_url()}
+    server = Daphne(env, name=f"faults-counter-order-{first}").start()
+    tab = Tab(server.url, session_cookie_for(user), reconnect=False, name="badge")
+    tab.user = user
+    held: list = []
+    try:
+        tab.start()
+        assert tab.ready.wait(15) and tab.failure is None, tab.failure
+        tab.sync()
+        wait_until(lambda: tab.sync_answers() == 1, 15, "the counters of a sync")
+        with monkeypatch.context() as m:
+            m.setattr(transport, "_send_now", lambda group, body: held.append((group, body)))
+            if first == "personal":
+                (n,) = send_inform(to=user, verb="mention", text="first")
+            else:
+                (n,) = send_inform(everyone=True, verb="site_update", text="first")
+            notifications_mark_all_read(user)
+        assert [body["frame"]["type"] for _, body in held] == ["inform", "unread"]
+        release_reversed(held)
+        wait_until(lambda: n.id in tab.snapshot() and sum(e["type"] == "unread" for e in tab.events) >= 2, 15,
+                   "both frames")
+        unread = api_get(server.url, session_cookie_for(user), "/inform/api/unread/")["unread"]
+        badge = tab.badge
+    finally:
+        tab.stop()
+        server.stop()
+    assert unread == 0
+    assert badge == unread, f"the badge says {badge}, a fresh fetch {unread}"
 
 
 # --- 4. a client that stops reading -------------------------------------------------
@@ -672,23 +725,38 @@ def test_tabs_agree_with_a_fresh_fetch_after_random_interleavings(private_redis,
                 tab.start()
             for tab in tabs:
                 assert tab.ready.wait(15) and tab.failure is None, tab.failure
+            changes = 0  # counter changes asked for: each bumps the person's counters version once
             for step in steps:
                 kind, *args = step
                 if kind == "push":
                     pusher.push(user.username, args[0])
+                    changes += args[0]
                 elif kind == "read":
                     tab, pick = tabs[args[0]], args[1]
                     ids = sorted(tab.snapshot())
                     chosen = [i for k, i in enumerate(ids) if pick >> (k % 8) & 1]
                     if chosen:
                         tab.send({"type": "read", "ids": chosen})
+                        changes += 1
                 elif kind == "read_all":
                     tabs[args[0]].send({"type": "read_all"})
+                    changes += 1
                 elif kind == "disconnect":
                     tabs[args[0]].drop()
                 else:
                     start_blip(args[0])
             end_blip()
+
+            # Reads go out asynchronously: compare with a fresh fetch only once the server
+            # has applied them all (a fetch before a read commits would see the state
+            # before it while the tabs already show the state after it).
+            def applied() -> int:
+                return InformState.objects.filter(user=user).values_list("counters_version", flat=True).first()
+
+            try:
+                wait_until(lambda: applied() >= changes, 10, "the server to apply every step", interval=0.1)
+            except AssertionError:
+                pass
 
             def fresh():
                 return api_get(server.url, cookie, "/inform/api/unread/")["unread"], stream_ids_via_api(server.url, cookie)
@@ -709,7 +777,8 @@ def test_tabs_agree_with_a_fresh_fetch_after_random_interleavings(private_redis,
                 totals[k] += numbers[k]
             states = [(t.badge, sorted(t.snapshot())) for t in tabs]
             assert all(state == (unread, sorted(ids)) for state in states), (
-                f"fresh fetch: unread {unread}, ids {sorted(ids)}; tabs (badge, ids): {states}")
+                f"fresh fetch: unread {unread}, ids {sorted(ids)}; tabs (badge, ids): {states}; "
+                f"changes applied {applied()} of {changes}")
         finally:
             end_blip()
             for tab in tabs:

@@ -13,8 +13,9 @@ from mblog import services as blog
 from realtime.frames import BadFrame, dumps, error_frame
 
 # CONTRACT.md, "WebSocket" section.
-INFORM = {"type", "id", "verb", "actor", "text", "url", "created"}  # + optional "unread" and "unseen"
-UNREAD = {"type", "unread", "unseen"}
+INFORM = {"type", "id", "verb", "actor", "text", "url", "created"}  # + optional COUNTERS
+COUNTERS = {"unread", "unseen", "version"}
+UNREAD = {"type"} | COUNTERS
 FEED = {"type", "key", "event", "actor", "text", "url", "created"}  # key: added for backfill
 ERROR = {"type", "code", "detail"}
 SYNCED = {"type", "cursor"}  # ends every sync: the resume point
@@ -27,7 +28,7 @@ def check(frame: dict) -> str:
     keys = set(frame)
     if kind == "inform":
         grouped = {"group", "count"} if "group" in keys else set()
-        assert keys - grouped in (INFORM, INFORM | {"unread", "unseen"}), keys
+        assert keys - grouped in (INFORM, INFORM | COUNTERS), keys
         if grouped:
             assert isinstance(frame["group"], str) and isinstance(frame["count"], int) and frame["count"] >= 1
         assert isinstance(frame["id"], int) and frame["id"] > 0
@@ -99,7 +100,7 @@ def test_builders_match_the_contract(make_user):
     (n,) = send_inform(to=alice, verb="follow", text="x", actor=bob, url="/u/bob/")
     (s,) = send_inform(everyone=True, verb="site_update", text="y")
     assert check(frames.inform_frame(n)) == "inform"
-    assert set(frames.inform_frame(n, counters=Counters(3, 1))) == INFORM | {"unread", "unseen"}
+    assert set(frames.inform_frame(n, counters=Counters(3, 1))) == INFORM | COUNTERS
     assert frames.inform_frame(s)["actor"] is None
     assert check(frames.unread_frame(Counters(0, 0))) == "unread"
     assert check(frames.site_update_feed_frame(s)) == "feed"

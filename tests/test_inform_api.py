@@ -2,6 +2,7 @@
 and bad values (always JSON, never a login page)."""
 
 import json
+from unittest.mock import ANY
 
 import pytest
 from django.test import Client
@@ -87,9 +88,9 @@ def test_notifications_with_a_huge_after_is_not_a_server_error(as_alice, alice, 
 
 
 def test_unread(as_alice, alice, bob):
-    assert as_alice.get(f"{API}/unread/").json() == {"unread": 0, "unseen": 0}
+    assert as_alice.get(f"{API}/unread/").json() == {"unread": 0, "unseen": 0, "version": ANY}
     fill(alice, bob)
-    assert as_alice.get(f"{API}/unread/").json() == {"unread": 5, "unseen": 5}
+    assert as_alice.get(f"{API}/unread/").json() == {"unread": 5, "unseen": 5, "version": ANY}
     assert as_alice.post(f"{API}/unread/").status_code == 405
 
 
@@ -101,10 +102,10 @@ def test_read_ids_and_all_with_csrf(alice, bob):
     c, token = csrf_client(alice)
     r = post_json(c, f"{API}/read/", {"ids": [ns[0].id, ns[-1].id]}, token)
     # (csrf_client opened the list: everything was seen, and stays unread until read)
-    assert r.status_code == 200 and r.json() == {"unread": 3, "unseen": 0}
-    assert c.get(f"{API}/unread/").json() == {"unread": 3, "unseen": 0}
+    assert r.status_code == 200 and r.json() == {"unread": 3, "unseen": 0, "version": ANY}
+    assert c.get(f"{API}/unread/").json() == {"unread": 3, "unseen": 0, "version": ANY}
     r = post_json(c, f"{API}/read/", {"all": True}, token)
-    assert r.status_code == 200 and r.json() == {"unread": 0, "unseen": 0}
+    assert r.status_code == 200 and r.json() == {"unread": 0, "unseen": 0, "version": ANY}
     alice.refresh_from_db()
     assert selectors.unread_count(alice) == 0
     assert selectors.unread_count(bob) == 3  # bob's own and both site updates

@@ -3,6 +3,7 @@
 sockets over the real Redis layer)."""
 
 import threading
+from unittest.mock import ANY
 
 import pytest
 from channels.db import database_sync_to_async as db
@@ -46,6 +47,7 @@ def test_send_to_one_user_stores_a_row_and_pushes_it(capture_pushes, make_user):
         (f"user.{alice.pk}", {"frame": {
             "type": "inform", "id": n.id, "verb": "follow", "actor": "bob", "text": "bob followed you",
             "url": "/u/bob/", "created": n.created.isoformat(), "unread": 1, "unseen": 1,
+            "version": [1, n.id],  # alice's first counters change; the newest id
         }}),
     ]
     row = Notification.objects.get(pk=n.id)
@@ -228,7 +230,7 @@ def test_mark_read_ids_personal_and_site_updates(capture_pushes, make_user):
         left = services.notifications_mark_read(alice, [personal[0].id, site[1].id])
     assert left == 3 and unread(alice) == 3
     # every tab of alice learns the count; nobody else hears of it
-    assert pushes == [(f"user.{alice.pk}", {"frame": {"type": "unread", "unread": 3, "unseen": 3}})]
+    assert pushes == [(f"user.{alice.pk}", {"frame": {"type": "unread", "unread": 3, "unseen": 3, "version": ANY}})]
     # bob's site updates are untouched by alice's reads
     assert unread(bob) == 3
     assert SiteUpdateRead.objects.filter(user=alice).count() == 1
@@ -242,7 +244,7 @@ def test_mark_all_read_covers_personal_and_site_updates(capture_pushes, make_use
     services.notifications_mark_read(alice, [])  # nothing to do is fine
     with capture_pushes() as pushes:
         assert services.notifications_mark_all_read(alice) == 0
-    assert pushes.frames(f"user.{alice.pk}") == [{"type": "unread", "unread": 0, "unseen": 0}] and len(pushes) == 1
+    assert pushes.frames(f"user.{alice.pk}") == [{"type": "unread", "unread": 0, "unseen": 0, "version": ANY}] and len(pushes) == 1
     assert unread(alice) == 0 and unread(bob) == 3
     # newer ones count again
     send_inform(everyone=True, verb="site_update", text="later")
@@ -272,7 +274,7 @@ def test_read_with_a_stale_user_object_counts_right(capture_pushes, make_user):
     (n,) = send_inform(to=alice, verb="follow", text="new", actor=bob)
     with capture_pushes() as pushes:
         assert services.notifications_mark_read(stale, [n.id]) == 0
-    assert pushes.frames() == [{"type": "unread", "unread": 0, "unseen": 0}]
+    assert pushes.frames() == [{"type": "unread", "unread": 0, "unseen": 0, "version": ANY}]
 
 
 @on_sockets
@@ -283,13 +285,13 @@ async def test_a_tab_opened_before_another_tab_read_all_reports_the_right_count(
     await db(_seed)(alice, bob)
     t1, t2 = await sockets.open(user=alice), await sockets.open(user=alice)
     await t2.send({"type": "read_all"})
-    assert await t1.recv() == {"type": "unread", "unread": 0, "unseen": 0}
-    assert await t2.recv() == {"type": "unread", "unread": 0, "unseen": 0}
+    assert await t1.recv() == {"type": "unread", "unread": 0, "unseen": 0, "version": ANY}
+    assert await t2.recv() == {"type": "unread", "unread": 0, "unseen": 0, "version": ANY}
     (n,) = await db(send_inform)(to=alice, verb="follow", text="new", actor=bob)
     assert (await t1.recv())["unread"] == 1 and (await t2.recv())["unread"] == 1
     await t1.send({"type": "read", "ids": [n.id]})
-    assert await t1.recv() == {"type": "unread", "unread": 0, "unseen": 0}
-    assert await t2.recv() == {"type": "unread", "unread": 0, "unseen": 0}
+    assert await t1.recv() == {"type": "unread", "unread": 0, "unseen": 0, "version": ANY}
+    assert await t2.recv() == {"type": "unread", "unread": 0, "unseen": 0, "version": ANY}
 
 
 # --- the socket protocol ------------------------------------------------------------
@@ -302,11 +304,11 @@ async def test_unread_frames_reach_every_socket_of_the_user(sockets, make_user):
     t1, t2 = await sockets.open(user=alice), await sockets.open(user=alice)
     b = await sockets.open(user=bob)
     await t1.send({"type": "read", "ids": [personal[0].id, site[0].id]})
-    assert await t1.recv_until("unread") == {"type": "unread", "unread": 3, "unseen": 3}
-    assert await t2.recv() == {"type": "unread", "unread": 3, "unseen": 3}
+    assert await t1.recv_until("unread") == {"type": "unread", "unread": 3, "unseen": 3, "version": ANY}
+    assert await t2.recv() == {"type": "unread", "unread": 3, "unseen": 3, "version": ANY}
     await t2.send({"type": "read_all"})
-    assert await t1.recv() == {"type": "unread", "unread": 0, "unseen": 0}
-    assert await t2.recv_until("unread") == {"type": "unread", "unread": 0, "unseen": 0}
+    assert await t1.recv() == {"type": "unread", "unread": 0, "unseen": 0, "version": ANY}
+    assert await t2.recv_until("unread") == {"type": "unread", "unread": 0, "unseen": 0, "version": ANY}
     assert await b.silent()
     assert await db(unread)(alice) == 0 and await db(unread)(bob) == 3
 
@@ -336,7 +338,7 @@ async def test_sync_returns_everything_after_oldest_first_then_unread(sockets, m
     got = [await a.recv() for _ in range(4)]
     assert [f["type"] for f in got] == ["inform"] * 4
     assert [f["id"] for f in got] == [personal[1].id, personal[2].id, site[0].id, site[1].id]
-    assert await a.recv() == {"type": "unread", "unread": 5, "unseen": 5}
+    assert await a.recv() == {"type": "unread", "unread": 5, "unseen": 5, "version": ANY}
     assert await a.recv() == {"type": "synced", "cursor": await db(latest_notification_id)()}
     assert await a.silent()
     await a.send({"type": "sync", "after": 0})
@@ -352,7 +354,7 @@ async def test_sync_after_the_last_id_is_just_the_count(sockets, make_user):
     _, site = await db(_seed)(alice, bob)
     a = await sockets.open(user=alice)
     await a.send({"type": "sync", "after": site[-1].id})
-    assert await a.recv() == {"type": "unread", "unread": 5, "unseen": 5}
+    assert await a.recv() == {"type": "unread", "unread": 5, "unseen": 5, "version": ANY}
 
 
 @on_sockets
@@ -367,7 +369,7 @@ async def test_sync_pages_through_more_than_one_batch(sockets, make_user):
     await a.send({"type": "sync", "after": 0})
     ids = [(await a.recv())["id"] for _ in range(SYNC_BATCH + 5)]
     assert ids == sorted(set(ids))
-    assert await a.recv() == {"type": "unread", "unread": SYNC_BATCH + 5, "unseen": SYNC_BATCH + 5}
+    assert await a.recv() == {"type": "unread", "unread": SYNC_BATCH + 5, "unseen": SYNC_BATCH + 5, "version": ANY}
 
 
 @on_sockets
@@ -382,4 +384,38 @@ async def test_sync_with_bad_after_is_a_bad_request(sockets, make_user, after):
     assert await a.silent()
     # the socket still works
     await a.send({"type": "sync", "after": 0})
-    assert await a.recv() == {"type": "unread", "unread": 0, "unseen": 0}
+    assert await a.recv() == {"type": "unread", "unread": 0, "unseen": 0, "version": ANY}
+
+
+def test_every_change_of_the_counters_comes_with_a_newer_version(make_user, django_user_model):
+    """The counters' version (selectors.Counters) grows, compared as pairs, with every
+    change of a person's counters, so a client can tell the newer of two readings."""
+    alice, bob = make_user("alice"), make_user("bob")
+    versions = [selectors.counters(alice).version]
+
+    def newer() -> None:
+        version = selectors.counters(alice).version
+        assert version > versions[-1], versions + [version]
+        versions.append(version)
+
+    (n,) = send_inform(to=alice, verb="follow", text="bob followed you", actor=bob)
+    newer()
+    (site,) = send_inform(everyone=True, verb="site_update", text="news")
+    newer()
+    assert versions[-1][1] == site.id  # counted in the counters of this version
+    services.notifications_mark_seen(alice, site.id)
+    newer()
+    services.notifications_mark_read(alice, [n.id])
+    newer()
+    services.notifications_mark_all_read(alice)
+    newer()
+    services.preferences_save(alice, {"site_update": "off"})
+    newer()
+    send_inform(to=bob, verb="follow", text="alice followed you", actor=alice)
+    assert selectors.counters(alice).version[0] == versions[-1][0]  # not alice's change
+
+    # Someone without a state row (bulk-created) gets one, with a version of their own.
+    (carol,) = django_user_model.objects.bulk_create([django_user_model(username="carol")])
+    before = selectors.counters(carol).version
+    send_inform(to=carol, verb="follow", text="bob followed you", actor=bob)
+    assert selectors.counters(carol).version > before and selectors.counters(carol).version[0] >= 1

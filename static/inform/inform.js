@@ -23,13 +23,26 @@
   const fresh = document.getElementById("inform-new");
   let unread = badge && badge.dataset.unread ? Number(badge.dataset.unread) : 0;
   let unseen = fresh && fresh.textContent.trim() ? Number(fresh.textContent) : 0;
+  // Counters come with their version, [the person's counters version, the newest id],
+  // compared as pairs: pushes of two senders can cross, and counters older than the ones
+  // shown are ignored. A site update comes without counters: it counts one more unless
+  // the counters shown include it already (its id is at or below the version's newest id).
+  let version = badge && badge.dataset.version ? badge.dataset.version.split(",").map(Number) : null;
+  const countedAbove = new Set(); // site updates counted on top of the versioned counters
   const seen = new Set();
   let socket = null;
   let opened = false; // a socket has opened before: later opens backfill the feed
   let attempt = 0;
   let retryTimer = null;
 
-  function setCounters(u, s) {
+  function setCounters(u, s, v) {
+    if (Array.isArray(v)) {
+      if (version && (v[0] < version[0] || (v[0] === version[0] && v[1] < version[1]))) return; // older
+      version = v;
+      countedAbove.forEach((id) => { if (id <= v[1]) countedAbove.delete(id); });
+      u += countedAbove.size;
+      s += countedAbove.size;
+    }
     unread = Math.max(0, u);
     unseen = Math.max(0, Math.min(unread, s === undefined ? unseen : s));
     if (!badge) return;
@@ -185,8 +198,11 @@
       addToFeed({ key: "site_update:" + f.id, event: "site_update", actor: f.actor, text: f.text, url: f.url,
                   created: f.created });
     }
-    if (typeof f.unread === "number") setCounters(f.unread, f.unseen);
-    else setCounters(unread + 1, unseen + 1); // a sync ends with an absolute "unread" frame
+    if (typeof f.unread === "number") setCounters(f.unread, f.unseen, f.version);
+    else if (!(version && f.id <= version[1]) && !countedAbove.has(f.id)) { // a site update
+      countedAbove.add(f.id);
+      setCounters(unread + 1, unseen + 1);
+    }
     addToMenu(f);
     toast(f.text, openUrl(f), f);
     desktopNotify(f);
@@ -372,7 +388,7 @@
         headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
         body: JSON.stringify({ upto: upto }),
       });
-      if (res.ok) { const c = await res.json(); setCounters(c.unread, c.unseen); }
+      if (res.ok) { const c = await res.json(); setCounters(c.unread, c.unseen, c.version); }
     } catch (e) { /* the next counters frame sets the badge */ }
   }
 
@@ -384,7 +400,7 @@
       const data = await res.json();
       menuItems.replaceChildren(...data.items.map((f) => menuEntry(f, f.read)));
       if (!data.items.length) menuItems.append(el("li", "empty", "No notifications yet."));
-      setCounters(data.unread, data.unseen);
+      setCounters(data.unread, data.unseen, data.version);
       if (data.unseen) markSeen(data.cursor);
     } catch (e) {
       menuItems.replaceChildren(el("li", "empty", "Could not load notifications."));
@@ -405,7 +421,7 @@
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
       body: JSON.stringify(body),
     });
-    if (res.ok) { const c = await res.json(); setCounters(c.unread, c.unseen); }
+    if (res.ok) { const c = await res.json(); setCounters(c.unread, c.unseen, c.version); }
   }
 
   async function openMenu() {
@@ -467,7 +483,7 @@
   function handle(frame) {
     switch (frame.type) {
       case "inform": onInform(frame); break;
-      case "unread": setCounters(frame.unread, frame.unseen); refreshReadState(); break;
+      case "unread": setCounters(frame.unread, frame.unseen, frame.version); refreshReadState(); break;
       case "synced": setCursor(frame.cursor); break;
       case "reset": sessionStorage.removeItem(STORE); location.reload(); break;
       case "feed":
