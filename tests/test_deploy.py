@@ -148,11 +148,13 @@ class Deployment:
         self.cert = self.tmp / "tls" / "cert.pem"
         self.key = self.tmp / "tls" / "key.pem"
         self.env_file = self.tmp / "etc" / "mblog.env"
+        self.srv = self.tmp / "srv"  # /srv/mblog: releases/, venvs/, the current and previous links
+        self.current = self.srv / "current"
+        self.venv = Path(sys.executable).parent.parent  # the venv every release links (see seed_venv)
         self.supervisor_conf = self.tmp / "supervisord.conf"
         self.nginx_conf = self.tmp / "nginx.conf"
         self.values = {
-            "APP_DIR": str(ROOT),
-            "VENV": str(Path(sys.executable).parent.parent),
+            "APP_DIR": str(self.current),
             "USER": self.user,
             "GROUP": self.group,
             "WEB_GROUP": self.web_group,
@@ -179,6 +181,7 @@ class Deployment:
             "HEALTH_INTERVAL": "0.5",
             "HEALTH_TIMEOUT": "1",
             "HEALTH_FAILURES": "2",
+            "START_WAIT": "20",
             "SECRET_KEY": "",  # render.py generates one
             "DATABASE_URL": f"{self.pg_base}/{self.db_name}",
             "REDIS_URL": self.redis_url,
@@ -194,7 +197,7 @@ class Deployment:
         self.notes = []
         if not self.is_root:
             return
-        venv = Path(self.values["VENV"])
+        venv = self.venv
         if run(["runuser", "-u", self.user, "--", str(venv / "bin" / "python"), "-c", ""], check=False).returncode == 0:
             return
         if not self.try_system_python_venv(venv):
@@ -252,7 +255,7 @@ class Deployment:
                     pass
             finally:
                 shutil.rmtree(build, ignore_errors=True)
-        self.values["VENV"] = str(cached)
+        self.venv = cached
         self.notes.append(f"{venv} is not usable by {self.user}: ran on {cached} ({system} + the dev venv's packages)")
         return True
 
@@ -293,6 +296,7 @@ class Deployment:
 
     def render(self) -> None:
         values_file = self.tmp / "deploy.values"
+        self.values["PYTHON"] = str(self.venv / "bin" / "python")  # builds no venv here: see seed_venv
         values_file.write_text("".join(f"{k}={v}\n" for k, v in self.values.items()))
         run([sys.executable, str(ROOT / "deploy" / "render.py"), str(values_file), str(self.rendered)])
 
@@ -337,6 +341,29 @@ class Deployment:
         run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
              "-subj", f"/CN={SERVER_NAME}", "-addext", f"subjectAltName=DNS:{SERVER_NAME},IP:127.0.0.1",
              "-keyout", str(self.key), "-out", str(self.cert)])
+        # the first release, from this checkout; `current` points at it
+        self.seed_venv()
+        self.first_release = Path(self.release("prepare", str(ROOT)).stdout.strip())
+        self.release("switch", str(self.first_release))
+
+    def seed_venv(self) -> None:
+        """mblog-release keeps one venv per requirements.lock (and Python version) in
+        VENVS_DIR, built by pip from the lock when missing. This test's venv stands in for it,
+        under the name mblog-release computes: releases are made in seconds, not a pip run."""
+        import hashlib
+
+        python = self.values["PYTHON"]
+        version = run([python, "-V"]).stdout
+        digest = hashlib.sha256((ROOT / "requirements.lock").read_bytes() + version.encode()).hexdigest()[:16]
+        venvs = self.srv / "venvs"
+        venvs.mkdir(parents=True)
+        (venvs / digest).symlink_to(self.venv)
+        (venvs / f"{digest}.ready").touch()
+
+    def release(self, *args, check=True, timeout=180) -> subprocess.CompletedProcess:
+        """The shipped bin/mblog-release, as root would run it."""
+        return run([str(self.rendered / "bin" / "mblog-release"), *args], check=check, timeout=timeout,
+                   env={**CLEAN_ENV, "SUPERVISORCTL": f"supervisorctl -c {self.supervisor_conf}"})
 
     def create_database(self) -> None:
         psql = ["psql", f"{self.pg_base}/postgres", "-v", "ON_ERROR_STOP=1", "-qtAc"]
@@ -777,13 +804,23 @@ def test_shipped_configs_are_consistent(site):
     bad_values.write_text("".join(f"{k}={v}\n" for k, v in bad.items()))
     r = run([sys.executable, str(ROOT / "deploy" / "render.py"), str(bad_values), str(site.tmp / "bad")], check=False)
     assert r.returncode != 0 and "PROXY_READ_TIMEOUT" in r.stderr
-    # the systemd unit passes systemd's own checks (an instance of the template)
+    # the health watcher under systemd: the supervisor program's command, restarting through systemd
+    watch_unit = (site.rendered / "systemd" / "mblog-watch.service").read_text()
+    watch_command = re.search(r"(?m)^\[program:mblog-watch\]\ncommand=(.*)$", supervisor).group(1)
+    watch_exec = re.search(r"(?m)^ExecStart=(.*)$", watch_unit).group(1)
+    restart_option = re.compile(r'--restart "[^"]*"')
+    assert restart_option.sub("", watch_exec) == restart_option.sub("", watch_command)
+    assert '--restart "systemctl kill --signal=SIGKILL mblog-daphne@{n}.service"' in watch_exec
+    assert re.search(r"(?m)^Restart=always$", watch_unit) and "[Install]\nWantedBy=multi-user.target" in watch_unit
+    # the systemd units pass systemd's own checks (the daphne one as an instance of the template)
     if shutil.which("systemd-analyze"):
         units = site.tmp / "systemd"
         units.mkdir(exist_ok=True)
         (units / "mblog-daphne@.service").write_text(unit)
         (units / "mblog-daphne@0.service").symlink_to("mblog-daphne@.service")
-        r = run(["systemd-analyze", "verify", "--man=no", str(units / "mblog-daphne@0.service")], check=False)
+        (units / "mblog-watch.service").write_text(watch_unit)
+        r = run(["systemd-analyze", "verify", "--man=no", str(units / "mblog-daphne@0.service"),
+                 str(units / "mblog-watch.service")], check=False)
         assert r.returncode == 0, r.stdout + r.stderr
     # the sockets: nginx's group may connect, nobody else
     for i in range(PROCESSES):
@@ -1055,6 +1092,146 @@ def test_rolling_restart_and_scaling_nobody_notices(site):
     assert re.findall(r"server unix:(\S+)", (site.rendered / "nginx" / "mblog.conf").read_text()) == [
         site.socket_path(i) for i in range(PROCESSES)]
     site.timings["rolling restart: worst reconnect"] = max(client.reconnect_seconds)
+
+
+def release_source(site, name: str, change) -> Path:
+    """A checkout of its own for a release: this one, copied, with `change` applied."""
+    src = site.tmp / "sources" / name
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "test-artifacts", "__pycache__", "node_modules", "staticfiles"))
+    change(src)
+    return src
+
+
+def append(path: str, text: str):
+    def change(src: Path) -> None:
+        with open(src / path, "a") as f:
+            f.write(text)
+    return change
+
+
+class Sender(threading.Thread):
+    """send_inform from outside, back to back, while something else happens."""
+
+    def __init__(self, site: Deployment, sent: list[int]):
+        super().__init__(daemon=True)
+        self.site, self.sent = site, sent
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self):
+        try:
+            while not self.stopping.is_set():
+                self.sent.append(self.site.send_inform("alice", f"during a release #{len(self.sent)}"))
+        except BaseException as exc:
+            self.error = exc
+
+
+def serving(site, processes=PROCESSES) -> dict[int, str]:
+    """The release each daphne process runs: its working directory (set at start)."""
+    return {i: os.readlink(f"/proc/{pid}/cwd") for i, pid in site.daphne_pids(processes).items()}
+
+
+def hashed_js(site) -> str:
+    response, body = site.https("GET", "/accounts/login/")
+    return re.search(rb'src="/static/inform/(inform\.[0-9a-f]{12}\.js)"', body).group(1).decode()
+
+
+@pytest.mark.timeout(300)
+def test_upgrade_rollback_and_bad_releases_nobody_notices(site):
+    """docs/deploy.md section 7 with the shipped mblog-release: an upgrade to a new release
+    (its own folder, `current` switched, drained rolling restart), a rollback, a release that
+    fails `manage.py check` and one whose daphne cannot start, while a reconnecting client,
+    an HTTP prober and a sender run through nginx: every request answered, every
+    notification once, and the bad releases leave the old one serving."""
+    first = str(site.first_release)
+    assert os.readlink(site.current) == first
+    assert set(serving(site).values()) == {first}
+    js_before = hashed_js(site)
+    upgrade = release_source(site, "upgrade", append("static/inform/inform.js", "\n// the next release\n"))
+    cannot_check = release_source(site, "bad-check", append("mblog/urls.py", "\nraise RuntimeError('bad release')\n"))
+    cannot_start = release_source(site, "bad-start", append("mblog/asgi.py", "\nraise RuntimeError('bad release')\n"))
+
+    cookie = site.login("alice")
+    sent = [site.send_inform("alice", "before the releases")]
+    client = ResumingClient(site, cookie, sent[0])
+    prober = HttpProber(site)
+    sender = Sender(site, sent)
+    client.start()
+    assert client.connected.wait(10), "the client's socket did not open"
+    prober.start()
+    sender.start()
+    outputs = {}
+    try:
+        # upgrade: a new folder, current -> it, previous -> the first, every process on it
+        t = time.monotonic()
+        r = site.release("install", str(upgrade))
+        outputs["install"] = r.stdout + r.stderr
+        second = os.readlink(site.current)
+        site.timings["release: install (upgrade)"] = time.monotonic() - t
+        assert second != first and Path(second).parent == site.srv / "releases", second
+        assert os.readlink(site.srv / "previous") == first
+        assert os.readlink(Path(second) / "venv") == os.readlink(Path(first) / "venv")  # same lock, same venv
+        assert set(serving(site).values()) == {second}
+        js_upgraded = hashed_js(site)
+        assert js_upgraded != js_before  # the new release's JavaScript, under a new name
+
+        # rollback: one command, the previous release serves again, with its own static names
+        t = time.monotonic()
+        r = site.release("rollback")
+        outputs["rollback"] = r.stdout + r.stderr
+        site.timings["release: rollback"] = time.monotonic() - t
+        assert "a release's migrations must work with the code before it" in r.stdout
+        assert os.readlink(site.current) == first and os.readlink(site.srv / "previous") == second
+        assert set(serving(site).values()) == {first}
+        assert hashed_js(site) == js_before
+
+        # a release that fails `manage.py check`: refused before anything is switched
+        pids = site.daphne_pids()
+        t = time.monotonic()
+        r = site.release("install", str(cannot_check), check=False)
+        outputs["bad check"] = r.stdout + r.stderr
+        site.timings["release: refused by check"] = time.monotonic() - t
+        assert r.returncode != 0 and "fails manage.py check or migrate: nothing switched" in r.stderr, outputs["bad check"]
+        assert "RuntimeError: bad release" in r.stderr  # the check imported the broken URLconf
+        assert os.readlink(site.current) == first and site.daphne_pids() == pids
+
+        # a release whose daphne cannot start: the first process restarted on it fails, is
+        # switched back and restarted on the old release; the other is never touched
+        t = time.monotonic()
+        r = site.release("install", str(cannot_start), check=False)
+        outputs["bad start"] = r.stdout + r.stderr
+        site.timings["release: failed start undone"] = time.monotonic() - t
+        assert r.returncode != 0 and f"did not start: back on {first}" in r.stderr, outputs["bad start"]
+        assert os.readlink(site.current) == first and os.readlink(site.srv / "previous") == second
+        site.wait_healthy(range(PROCESSES))
+        after = site.daphne_pids()
+        assert after[0] != pids[0] and after[1] == pids[1], (pids, after)
+        assert set(serving(site).values()) == {first}
+        assert hashed_js(site) == js_before
+        assert "RuntimeError: bad release" in site.daphne_log(0)
+        sender.stopping.set()
+        sender.join(30)
+        sent.append(site.send_inform("alice", "after the releases"))
+        wait_until(lambda: set(sent) <= client.seen, 15, "the client to receive everything")
+    finally:
+        sender.stopping.set()
+        prober.stopping.set()
+        client.stopping.set()
+        for thread in (sender, prober, client):
+            thread.join(30)
+    listing = site.release("list").stdout
+    figures = {"http ok": prober.ok, "http failed": len(prober.failures), "notifications": len(sent),
+               "reconnects": len(client.reconnect_seconds), "failed reconnects": len(client.failed_connects),
+               "close codes": sorted(set(client.close_codes), key=str)}
+    site.figures["upgrade, rollback, 2 bad releases"] = figures
+    print(f"\nreleases: {figures}; first failures: {prober.failures[:3]} {client.failed_connects[:3]}\n{listing}")
+    assert sender.error is None and client.error is None, (sender.error, client.error)
+    assert sorted(client.ids) == sorted(sent[1:]), (client.ids, sent)  # every one, none twice
+    assert prober.ok > 0 and prober.failures == [], figures
+    assert client.failed_connects == [], figures
+    assert set(client.close_codes) == {1001}, figures
+    assert f"-> {first}" in listing and f"<- {second}" in listing, listing
 
 
 def test_nginx_holds_10000_connections_and_answers_unknown_hosts_with_nothing(site):
