@@ -40,7 +40,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -61,6 +60,31 @@ DEMO_PASSWORD = "demo-pass-123"
 CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 NGINX = "/usr/sbin/nginx"
   # Debian's package (not always on a non-root PATH)
+
+
+GUIDE = ROOT / "docs" / "deploy.md"
+GUIDE_RAN: set[str] = set()  # the guide's test:NAME blocks this run has run
+
+
+def guide_blocks() -> dict[str, str]:
+    """docs/deploy.md's shell blocks marked `sh test:NAME`, by name. Every shell block must
+    be marked either so or `sh untested` (what a test machine cannot run)."""
+    text = GUIDE.read_text()
+    languages = set(re.findall(r"(?m)^```(\w+)", text))
+    assert languages <= {"sh"}, f"docs/deploy.md: code blocks in {languages - {'sh'}}: mark them sh test:NAME or sh untested"
+    blocks, unmarked = {}, []
+    for m in re.finditer(r"(?ms)^```sh([^\n]*)\n(.*?)^```$", text):
+        tag, body = m.group(1).strip(), m.group(2)
+        if tag.startswith("test:"):
+            assert tag[5:] not in blocks, f"docs/deploy.md: two blocks named {tag}"
+            blocks[tag[5:]] = body
+        elif tag != "untested":
+            unmarked.append(body.splitlines()[0])
+    assert not unmarked, f"docs/deploy.md: shell blocks marked neither test:NAME nor untested: {unmarked}"
+    return blocks
+
+
+GUIDE_BLOCKS = guide_blocks()
 
 
 def default_file_limit() -> None:
@@ -153,6 +177,11 @@ class Deployment:
         self.venv = Path(sys.executable).parent.parent  # the venv every release links (see seed_venv)
         self.supervisor_conf = self.tmp / "supervisord.conf"
         self.nginx_conf = self.tmp / "nginx.conf"
+        # where the shipped files are read from; the guide's flow (install_from_guide) installs them
+        self.supervisor_include = self.rendered / "supervisor" / "mblog.conf"
+        self.nginx_includes = (self.rendered / "nginx" / "mblog-main.conf", self.rendered / "nginx" / "mblog.conf")
+        self.bin = self.rendered / "bin"
+        self.guide_flow = False
         self.values = {
             "APP_DIR": str(self.current),
             "USER": self.user,
@@ -362,7 +391,7 @@ class Deployment:
 
     def release(self, *args, check=True, timeout=180) -> subprocess.CompletedProcess:
         """The shipped bin/mblog-release, as root would run it."""
-        return run([str(self.rendered / "bin" / "mblog-release"), *args], check=check, timeout=timeout,
+        return run([str(self.bin / "mblog-release"), *args], check=check, timeout=timeout,
                    env={**CLEAN_ENV, "SUPERVISORCTL": f"supervisorctl -c {self.supervisor_conf}"})
 
     def create_database(self) -> None:
@@ -380,7 +409,7 @@ class Deployment:
 
     def manage(self, *args, timeout=120) -> subprocess.CompletedProcess:
         """The shipped wrapper: as the site's user, with the installed env file."""
-        return run([str(self.rendered / "bin" / "mblog-manage"), *args], timeout=timeout, env=CLEAN_ENV)
+        return run([str(self.bin / "mblog-manage"), *args], timeout=timeout, env=CLEAN_ENV)
 
     def supervisorctl(self, *args, check=True) -> subprocess.CompletedProcess:
         return run(["supervisorctl", "-c", str(self.supervisor_conf), *args], check=check, env=CLEAN_ENV)
@@ -401,7 +430,7 @@ class Deployment:
             "pidfile": str(self.tmp / "supervisord.pid"),
             "childlogdir": str(self.log_dir),
             "serverurl": f"unix://{sock}",
-            "files": str(self.rendered / "supervisor" / "mblog.conf"),
+            "files": str(self.supervisor_include),
         }
         for key, value in replacements.items():
             text, n = re.subn(rf"(?m)^{key}\s*=.*$", f"{key}={value}", text)
@@ -453,10 +482,10 @@ class Deployment:
             (r"(?m)^\s*include\s+/etc/nginx/conf\.d/[^;]*;", ""),
             # docs/deploy.md: the shipped main-context file, and worker_connections raised
             (r"(?m)^include\s+/etc/nginx/modules-enabled/\*\.conf;",
-             f"include /etc/nginx/modules-enabled/*.conf;\ninclude {self.rendered / 'nginx' / 'mblog-main.conf'};"),
+             f"include /etc/nginx/modules-enabled/*.conf;\ninclude {self.nginx_includes[0]};"),
 
             (r"(?m)^\s*include\s+/etc/nginx/sites-enabled/[^;]*;",
-             f"{local_paths}\n\tinclude {self.rendered / 'nginx' / 'mblog.conf'};"),
+             f"{local_paths}\n\tinclude {self.nginx_includes[1]};"),
         ]
         if not self.is_root:
             subs.append((r"(?m)^\s*user\s+[^;]+;", ""))
@@ -464,6 +493,8 @@ class Deployment:
             text, n = re.subn(pattern, repl, text)
             assert n >= 1, f"/etc/nginx/nginx.conf: nothing matched {pattern}"
         self.nginx_conf.write_text(text)
+        if self.guide_flow:
+            return  # the guide's nginx block raises worker_connections
         # docs/deploy.md's own command raises worker_connections (on our copy of nginx.conf)
         line = next(x for x in (ROOT / "docs" / "deploy.md").read_text().splitlines()
                     if x.startswith("sed -i -E") and "worker_connections" in x)
@@ -495,6 +526,117 @@ class Deployment:
             for pid in workers:
                 if pid_alive(pid):
                     os.kill(pid, signal.SIGKILL)
+
+    # --- the guide: docs/deploy.md, run as written ---------------------------------------
+
+    def guide_paths(self, extra=()) -> list[tuple[str, str]]:
+        """GUIDE_PATHS: the guide's paths and names, and this test's, in the order replaced."""
+        return [
+            *extra,
+            ("/srv/mblog/src", str(self.src)),
+            ("/srv/mblog", str(self.srv)),
+            ("/etc/mblog", str(self.etc)),
+            ("/etc/nginx/", f"{self.tmp / 'etc-nginx'}/"),
+            ("/etc/supervisor/conf.d/", f"{self.tmp / 'etc-supervisor'}/"),
+            ("/etc/logrotate.d/", f"{self.etc / 'logrotate.d'}/"),
+            ("/etc/cron.d/", f"{self.etc / 'cron.d'}/"),
+            ("/usr/local/bin/", f"{self.tmp / 'bin'}/"),
+            ("/run/mblog", str(self.run_dir)),
+            ("/var/log/mblog", str(self.log_dir)),
+            ("/var/backups/mblog", str(self.tmp / "backups")),
+            ("/tmp/mblog-rendered", str(self.tmp / "rendered")),
+            ("-g mblog ", f"-g {self.group} "),
+            ("https://mblog.example.com", f"https://{SERVER_NAME}:{self.https_port}"),
+            ("http://mblog.example.com", f"http://{SERVER_NAME}:{self.http_port}"),
+            ("mblog.example.com", SERVER_NAME),
+        ]
+
+    def guide_env(self) -> dict[str, str]:
+        return {**CLEAN_ENV, "PATH": f"{self.tmp / 'standins'}:{self.tmp / 'bin'}:{CLEAN_ENV['PATH']}"}
+
+    def guide_command(self, name: str, extra=()) -> list[str]:
+        """The guide's block `test:NAME`, with this test's paths, for bash -e."""
+        body = GUIDE_BLOCKS[name]
+        for old, new in self.guide_paths(extra):
+            body = body.replace(old, new)
+        GUIDE_RAN.add(name)
+        return ["bash", "-e", "-c", body]
+
+    def guide(self, name: str, extra=(), check=True, timeout=300) -> subprocess.CompletedProcess:
+        return run(self.guide_command(name, extra), check=check, timeout=timeout, env=self.guide_env())
+
+    def prepare_machine(self) -> None:
+        """What the guide's untested blocks of sections 1 and 2 leave behind (folders and
+        owners, the checkout releases are copied from), a certificate in place of certbot's,
+        and the stand-ins first on PATH: supervisorctl and nginx with this test's
+        configuration, curl that takes the site's name to 127.0.0.1 and trusts its
+        certificate, and editor, which writes this test's values."""
+        self.guide_flow = True
+        self.etc = self.env_file.parent
+        self.etc.mkdir(mode=0o750)
+        shutil.chown(self.etc, "root", self.group)
+        for d in (self.etc / "logrotate.d", self.etc / "cron.d", self.tmp / "bin", self.tmp / "standins",
+                  self.tmp / "etc-supervisor", *(self.tmp / "etc-nginx" / d for d in
+                                                ("modules-enabled", "sites-available", "sites-enabled"))):
+            d.mkdir(parents=True)
+        self.nginx_conf = self.tmp / "etc-nginx" / "nginx.conf"
+        self.nginx_includes = (self.tmp / "etc-nginx" / "modules-enabled" / "*.conf",
+                               self.tmp / "etc-nginx" / "sites-enabled" / "*")
+        self.supervisor_include = self.tmp / "etc-supervisor" / "*.conf"
+        self.bin = self.tmp / "bin"
+        self.log_dir.mkdir()
+        os.chmod(self.log_dir, 0o755)
+        shutil.chown(self.log_dir, "root", "adm")
+        for d in (self.static_root, self.tmp / "media"):
+            d.mkdir()
+            self.chown(d, self.user, self.group)
+        (self.tmp / "acme").mkdir()
+        self.cert.parent.mkdir(mode=0o700)
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", f"/CN={SERVER_NAME}", "-addext", f"subjectAltName=DNS:{SERVER_NAME},IP:127.0.0.1",
+             "-keyout", str(self.key), "-out", str(self.cert)])
+        # `git clone …/mblog.git /srv/mblog/src`: a repository holding the code under test
+        # (the working tree, uncommitted changes included), cloned; upgrades are commits to it
+        self.upstream, self.src = self.tmp / "upstream", self.tmp / "src"
+        shutil.copytree(ROOT, self.upstream, symlinks=True, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "test-artifacts", "__pycache__", "node_modules", "staticfiles", "media"))
+        self.upstream_git("init", "-q", "-b", "main")
+        self.upstream_git("add", "-A")
+        self.upstream_git("commit", "-qm", "the code under test")
+        run(["git", "clone", "-q", str(self.upstream), str(self.src)])
+        self.values["PYTHON"] = str(self.venv / "bin" / "python")
+        self.seed_venv()
+        (self.tmp / "test.values").write_text("".join(f"{k}={v}\n" for k, v in self.values.items()))
+        http, https = self.http_port, self.https_port
+        standins = {
+            "supervisorctl": f'exec {shutil.which("supervisorctl")} -c {self.supervisor_conf} "$@"',
+            "nginx": f'exec {" ".join(self.nginx_cmd())} "$@"',
+            "curl": f'exec {shutil.which("curl")} --resolve {SERVER_NAME}:{http}:127.0.0.1 '
+                    f'--resolve {SERVER_NAME}:{https}:127.0.0.1 --cacert {self.cert} "$@"',
+            "editor": f'cat {self.tmp / "test.values"} > "$1"',
+        }
+        for name, line in standins.items():
+            path = self.tmp / "standins" / name
+            path.write_text(f"#!/bin/sh\n# docs/deploy.md as run by tests/test_deploy.py\n{line}\n")
+            path.chmod(0o755)
+
+    def edit_values(self, **changes) -> None:
+        """What the operator does in `editor /etc/mblog/deploy.values`."""
+        self.values.update(changes)
+        (self.tmp / "test.values").write_text("".join(f"{k}={v}\n" for k, v in self.values.items()))
+
+    def upstream_git(self, *args) -> str:
+        git = ["git", "-c", "user.name=mblog test", "-c", "user.email=test@mblog.test", "-C", str(self.upstream)]
+        if args[0] == "init":
+            git = git[:-2] + [args[0], *args[1:], str(self.upstream)]
+            return run(git).stdout
+        return run([*git, *args]).stdout
+
+    def commit_upstream(self, message: str, path: str, text: str) -> None:
+        """A new version of the code, in the repository the checkout pulls from."""
+        with open(self.upstream / path, "a") as f:
+            f.write(text)
+        self.upstream_git("commit", "-qam", message)
 
     # --- clients -------------------------------------------------------------------------
 
@@ -747,28 +889,36 @@ def ensure_debian_packages() -> None:
 
 @pytest.fixture(scope="module")
 def site():
+    """docs/deploy.md, sections 3 to 6: every block marked test:NAME, as written (with this
+    test's paths, GUIDE_PATHS); the untested ones by this test's own means."""
     ensure_debian_packages()
     d = Deployment()
+    if not d.is_root:
+        pytest.skip("docs/deploy.md's commands run as root (as bin/test runs this test)")
     started = time.monotonic()
     try:
         d.prepare_venv()
-        d.render()
-        d.install_files()
+        d.prepare_machine()
         d.create_database()
         t = time.monotonic()
-        # Static files before daphne starts, as docs/deploy.md orders it: a process reads
-        # the manifest of hashed names when it starts. daphne boots while the demo data
-        # is made (nothing is served before nginx starts).
-        with ThreadPoolExecutor(2) as pool:
-            static = pool.submit(d.manage, "collectstatic", "--noinput", "-v0")
-            d.manage("migrate", "--noinput", "-v0")
-            static.result()
-        d.start_supervisor()
-        d.manage("seed_demo")
-        d.timings["migrate+collectstatic+seed"] = time.monotonic() - t
-        d.wait_healthy(range(PROCESSES), timeout=40)
+        d.guide("render")
+        d.guide("install")
+        d.guide("first-release")
+        d.first_release = Path(os.readlink(d.current))
+        d.timings["first release (migrate, collectstatic) + seed"] = time.monotonic() - t
+        t = time.monotonic()
+        d.guide("supervisor-conf")
+        d.start_supervisor()  # service supervisor restart
+        d.guide("supervisor-up")
         d.timings["supervisor: 2 daphne healthy"] = time.monotonic() - t
-        d.start_nginx()
+        d.start_nginx()  # service nginx start
+        r = d.guide("nginx")
+        d.nginx_test_output = r.stderr
+        assert re.search(r"(?m)^HTTP/\S+ 301", r.stdout) and '"status": "ok"' in r.stdout, r.stdout
+        assert not (d.tmp / "rendered").exists()  # the guide removed it (the secret key)
+        # the rendered files again, for the tests to read (the same values; another secret key)
+        d.rendered = d.tmp / "rendered-check"
+        run([sys.executable, str(ROOT / "deploy" / "render.py"), str(d.etc / "deploy.values"), str(d.rendered)])
         d.timings["setup total"] = time.monotonic() - started
         yield d
     finally:
@@ -1010,20 +1160,12 @@ def _try_connect(site, cookie):
 
 
 def scale(site, processes: int) -> None:
-    """docs/deploy.md "Changing the number of processes", with the test's paths: up, the
-    new processes first and then nginx; down, nginx first and then supervisor."""
+    """docs/deploy.md "Changing the number of processes": PROCESSES edited, rendered again,
+    then up (the new processes first, then nginx) or down (nginx first)."""
     up = processes > int(site.values["PROCESSES"])
-    site.values["PROCESSES"] = str(processes)
-    site.render()
-    if up:
-        site.supervisorctl("reread")
-        site.supervisorctl("update")
-        site.wait_healthy(range(processes))
-    run(site.nginx_cmd("-t"))
-    run(site.nginx_cmd("-s", "reload"))
-    if not up:
-        site.supervisorctl("reread")
-        site.supervisorctl("update")
+    site.edit_values(PROCESSES=str(processes))
+    site.guide("render")
+    site.guide("scale-up" if up else "scale-down")
 
 
 def test_rolling_restart_and_scaling_nobody_notices(site):
@@ -1049,11 +1191,8 @@ def test_rolling_restart_and_scaling_nobody_notices(site):
         site.timings["scale 2 -> 3"] = time.monotonic() - t
 
         t = time.monotonic()
-        restart = subprocess.Popen(
-            [str(site.rendered / "bin" / "mblog-rolling-restart")],
-            env={**CLEAN_ENV, "SUPERVISORCTL": f"supervisorctl -c {site.supervisor_conf}"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
+        restart = subprocess.Popen(site.guide_command("rolling-restart"), env=site.guide_env(),
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             while restart.poll() is None:
                 sent.append(site.send_inform("alice", f"during the rolling restart #{len(sent)}"))
@@ -1089,25 +1228,10 @@ def test_rolling_restart_and_scaling_nobody_notices(site):
     assert client.failed_connects == [], figures
     # each process said "going away" to its sockets before it went
     assert len(client.close_codes) >= 1 and set(client.close_codes) == {1001}, figures
-    assert re.findall(r"server unix:(\S+)", (site.rendered / "nginx" / "mblog.conf").read_text()) == [
+    installed = site.tmp / "etc-nginx" / "sites-available" / "mblog.conf"
+    assert re.findall(r"server unix:(\S+)", installed.read_text()) == [
         site.socket_path(i) for i in range(PROCESSES)]
     site.timings["rolling restart: worst reconnect"] = max(client.reconnect_seconds)
-
-
-def release_source(site, name: str, change) -> Path:
-    """A checkout of its own for a release: this one, copied, with `change` applied."""
-    src = site.tmp / "sources" / name
-    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "test-artifacts", "__pycache__", "node_modules", "staticfiles"))
-    change(src)
-    return src
-
-
-def append(path: str, text: str):
-    def change(src: Path) -> None:
-        with open(src / path, "a") as f:
-            f.write(text)
-    return change
 
 
 class Sender(threading.Thread):
@@ -1148,9 +1272,6 @@ def test_upgrade_rollback_and_bad_releases_nobody_notices(site):
     assert os.readlink(site.current) == first
     assert set(serving(site).values()) == {first}
     js_before = hashed_js(site)
-    upgrade = release_source(site, "upgrade", append("static/inform/inform.js", "\n// the next release\n"))
-    cannot_check = release_source(site, "bad-check", append("mblog/urls.py", "\nraise RuntimeError('bad release')\n"))
-    cannot_start = release_source(site, "bad-start", append("mblog/asgi.py", "\nraise RuntimeError('bad release')\n"))
 
     cookie = site.login("alice")
     sent = [site.send_inform("alice", "before the releases")]
@@ -1165,7 +1286,8 @@ def test_upgrade_rollback_and_bad_releases_nobody_notices(site):
     try:
         # upgrade: a new folder, current -> it, previous -> the first, every process on it
         t = time.monotonic()
-        r = site.release("install", str(upgrade))
+        site.commit_upstream("the next release", "static/inform/inform.js", "\n// the next release\n")
+        r = site.guide("upgrade")
         outputs["install"] = r.stdout + r.stderr
         second = os.readlink(site.current)
         site.timings["release: install (upgrade)"] = time.monotonic() - t
@@ -1178,7 +1300,7 @@ def test_upgrade_rollback_and_bad_releases_nobody_notices(site):
 
         # rollback: one command, the previous release serves again, with its own static names
         t = time.monotonic()
-        r = site.release("rollback")
+        r = site.guide("rollback")
         outputs["rollback"] = r.stdout + r.stderr
         site.timings["release: rollback"] = time.monotonic() - t
         assert "a release's migrations must work with the code before it" in r.stdout
@@ -1189,7 +1311,8 @@ def test_upgrade_rollback_and_bad_releases_nobody_notices(site):
         # a release that fails `manage.py check`: refused before anything is switched
         pids = site.daphne_pids()
         t = time.monotonic()
-        r = site.release("install", str(cannot_check), check=False)
+        site.commit_upstream("a bad release", "mblog/urls.py", "\nraise RuntimeError('bad release')\n")
+        r = site.guide("upgrade", check=False)
         outputs["bad check"] = r.stdout + r.stderr
         site.timings["release: refused by check"] = time.monotonic() - t
         assert r.returncode != 0 and "fails manage.py check or migrate: nothing switched" in r.stderr, outputs["bad check"]
@@ -1199,7 +1322,9 @@ def test_upgrade_rollback_and_bad_releases_nobody_notices(site):
         # a release whose daphne cannot start: the first process restarted on it fails, is
         # switched back and restarted on the old release; the other is never touched
         t = time.monotonic()
-        r = site.release("install", str(cannot_start), check=False)
+        site.upstream_git("revert", "--no-edit", "HEAD")
+        site.commit_upstream("another bad release", "mblog/asgi.py", "\nraise RuntimeError('bad release')\n")
+        r = site.guide("upgrade", check=False)
         outputs["bad start"] = r.stdout + r.stderr
         site.timings["release: failed start undone"] = time.monotonic() - t
         assert r.returncode != 0 and f"did not start: back on {first}" in r.stderr, outputs["bad start"]
@@ -1312,7 +1437,7 @@ def test_nginx_logs_rotate_and_restarts_write_no_crit(site):
         assert "[crit]" not in (path.read_text() if path.exists() else ""), name
     if not (site.is_root and shutil.which("logrotate")):
         pytest.skip("logrotate needs root and Debian's logrotate")
-    conf = site.rendered / "logrotate.d" / "mblog"
+    conf = site.etc / "logrotate.d" / "mblog"  # as installed
     site.https("GET", "/accounts/login/")
     access = site.log_dir / "nginx-access.log"
     assert access.stat().st_size > 0
@@ -1335,29 +1460,53 @@ def test_backup_and_restore_into_an_empty_database(site):
     media_file = site.tmp / "media" / "avatars" / "alice.png"
     media_file.parent.mkdir(exist_ok=True)
     media_file.write_bytes(b"\x89PNG not really")
-    backups = site.tmp / "backups"
-    out = run([str(site.rendered / "bin" / "mblog-backup"), str(backups)], env=CLEAN_ENV).stdout.strip()
+    out = site.guide("backup").stdout.strip()
     backup = Path(out.splitlines()[-1])
+    assert backup.parent == site.tmp / "backups"
     assert sorted(p.name for p in backup.iterdir()) == ["db.dump", "mblog.env", "media.tar.gz"]
     assert oct(backup.stat().st_mode & 0o777) == oct(0o700)
     assert (backup / "mblog.env").read_bytes() == site.env_file.read_bytes()
 
+    def counts(db):
+        return run(["psql", f"{site.pg_base}/{db}", "-qtAc", TABLE_COUNTS]).stdout.strip()
+
+    texts = "SELECT md5(string_agg(text, '|' ORDER BY id)) FROM inform_notification"
+
+    def notification_texts(db):
+        return run(["psql", f"{site.pg_base}/{db}", "-qtAc", texts]).stdout
+
+    original = counts(site.db_name)
+    rows = dict(pair.split("=") for pair in original.split(","))
+    assert int(rows["mblog_user"]) > 0 and int(rows["inform_notification"]) > 0, original
+    original_texts = notification_texts(site.db_name)
+
+    # into an empty database: mblog-restore BACKUP DATABASE_URL
     restored_db = f"{site.db_name}_restored"
     psql = ["psql", f"{site.pg_base}/postgres", "-v", "ON_ERROR_STOP=1", "-qtAc"]
     run(psql + [f'CREATE DATABASE "{restored_db}"'])
     site.databases.append(restored_db)
     media_file.unlink()
-    run([str(site.rendered / "bin" / "mblog-restore"), str(backup), f"{site.pg_base}/{restored_db}"], env=CLEAN_ENV)
-
-    def counts(db):
-        return run(["psql", f"{site.pg_base}/{db}", "-qtAc", TABLE_COUNTS]).stdout.strip()
-
-    original, restored = counts(site.db_name), counts(restored_db)
-    rows = dict(pair.split("=") for pair in original.split(","))
-    assert int(rows["mblog_user"]) > 0 and int(rows["inform_notification"]) > 0, original
-    assert restored == original
-    texts = "SELECT md5(string_agg(text, '|' ORDER BY id)) FROM inform_notification"
-    assert (run(["psql", f"{site.pg_base}/{restored_db}", "-qtAc", texts]).stdout
-            == run(["psql", f"{site.pg_base}/{site.db_name}", "-qtAc", texts]).stdout)
+    run([str(site.bin / "mblog-restore"), str(backup), f"{site.pg_base}/{restored_db}"], env=CLEAN_ENV)
+    assert counts(restored_db) == original
+    assert notification_texts(restored_db) == original_texts
     assert media_file.read_bytes() == b"\x89PNG not really"
+
+    # the guide's block, over the site's own database: daphne stopped, restored, started
+    site.send_inform("alice", "after the backup: the restore removes it")
+    media_file.unlink()
+    site.guide("restore", extra=[("/var/backups/mblog/mblog-20260101-030000", str(backup))])
+    assert counts(site.db_name) == original
+    assert notification_texts(site.db_name) == original_texts
+    assert media_file.read_bytes() == b"\x89PNG not really"
+    site.wait_healthy(range(PROCESSES))
+    response, _ = site.https("GET", "/healthz")
+    assert response.status == 200
     site.figures["backup and restore"] = {"tables": len(rows), "rows": sum(int(n) for n in rows.values())}
+
+
+def test_every_block_of_the_guide_ran(site, request):
+    """docs/deploy.md is a sequence of commands that ran: every block marked test:NAME ran above."""
+    if request.config.option.keyword:
+        pytest.skip("only a run of the whole file runs every block")
+    assert set(GUIDE_BLOCKS) - GUIDE_RAN == set(), "blocks of docs/deploy.md no test ran"
+    assert len(GUIDE_BLOCKS) >= 12
