@@ -1,8 +1,12 @@
-"""The files in deploy/, proven: rendered with test paths and ports by deploy/render.py,
-installed the way docs/deploy.md says, and run for real — two daphne processes under
-supervisord (Debian's supervisord.conf, paths redirected), nginx in front (Debian's
-nginx.conf with the site included), TLS, PostgreSQL (a database of our own) and Redis
-(a channel-layer prefix of our own).
+"""The files in deploy/, proven, and docs/deploy.md run as written: every shell block of
+the guide marked `sh test:NAME` is run by this file (bash -e, the guide's paths replaced
+by this test's, GUIDE_PATHS; supervisorctl, nginx, curl and editor stand-ins first on
+PATH), in the guide's order, and test_every_block_of_the_guide_ran fails if one was not.
+So the site is set up from the guide: a release of the code under test (a git repository
+made from the working tree, cloned), two daphne processes under supervisord (Debian's
+supervisord.conf, paths redirected), nginx in front (Debian's nginx.conf, its include
+folders redirected), TLS, PostgreSQL (a database of our own) and Redis (a channel-layer
+prefix of our own).
 
 Checked: `nginx -t` on the shipped site; HTTP→HTTPS redirect; static files served by
 nginx; /healthz through nginx and on each daphne socket; sign-in over HTTPS with CSRF;
@@ -11,13 +15,16 @@ logs, which show the real client address:port nginx forwards, not a spoofed one)
 `send_inform` from outside arrives on both; kill -9 of one daphne: supervisor restarts
 it, the client reconnects and `sync` returns what was sent while it was down; an idle
 socket outlives nginx's read timeout thanks to daphne's pings; scaling 2 -> 3 -> 2 and a
-rolling restart with deploy's own script, probed all along (0 failed requests, 0 failed
+rolling restart with deploy's own script; an upgrade (git pull, mblog-release install),
+a rollback, a release that fails `check` and one whose daphne cannot start (both leave
+the old release serving); all of these probed all along (0 failed requests, 0 failed
 reconnects, sockets closed with 1001, nothing lost or shown twice); 10,000 connections
 held through nginx; unknown Host headers never reach daphne; the watcher restarts a hung
-daphne; hashed static names, gzipped and cached; log rotation and no [crit]; backup
-restored into an empty database; teardown leaves no process running.
+daphne; the systemd units verify; hashed static names, gzipped and cached; log rotation
+and no [crit]; a backup restored into an empty database and over the live one; teardown
+leaves no process running.
 
-When run as root (as bin/test does), daphne and manage.py run as `nobody` and nginx's
+Run as root (as bin/test does): daphne and manage.py run as `nobody` and nginx's
 workers as `www-data`, so the ownerships and modes in the shipped files are exercised.
 """
 
@@ -632,11 +639,14 @@ class Deployment:
             return run(git).stdout
         return run([*git, *args]).stdout
 
-    def commit_upstream(self, message: str, path: str, text: str) -> None:
-        """A new version of the code, in the repository the checkout pulls from."""
-        with open(self.upstream / path, "a") as f:
-            f.write(text)
-        self.upstream_git("commit", "-qam", message)
+    def commit_upstream(self, message: str, path: str, text: str, **more: str) -> None:
+        """A new version of the code, in the repository the checkout pulls from: text
+        appended to path (and to each path in more, a new file when missing)."""
+        for name, added in {path: text, **more}.items():
+            with open(self.upstream / name, "a") as f:
+                f.write(added)
+        self.upstream_git("add", "-A")
+        self.upstream_git("commit", "-qm", message)
 
     # --- clients -------------------------------------------------------------------------
 
@@ -1286,7 +1296,14 @@ def test_upgrade_rollback_and_bad_releases_nobody_notices(site):
     try:
         # upgrade: a new folder, current -> it, previous -> the first, every process on it
         t = time.monotonic()
-        site.commit_upstream("the next release", "static/inform/inform.js", "\n// the next release\n")
+        # new JavaScript, and a migration that follows the rule (the code before it ignores the table)
+        latest = max(m.stem for m in (site.upstream / "inform" / "migrations").glob("0*.py"))
+        migration = f"inform/migrations/{int(latest[:4]) + 1:04d}_release_probe.py"
+        site.commit_upstream("the next release", "static/inform/inform.js", "\n// the next release\n", **{
+            migration: "from django.db import migrations\n\n\nclass Migration(migrations.Migration):\n"
+                       f"    dependencies = [('inform', '{latest}')]\n"
+                       "    operations = [migrations.RunSQL('CREATE TABLE release_probe (id int)',\n"
+                       "                                    'DROP TABLE release_probe')]\n"})
         r = site.guide("upgrade")
         outputs["install"] = r.stdout + r.stderr
         second = os.readlink(site.current)
@@ -1304,6 +1321,8 @@ def test_upgrade_rollback_and_bad_releases_nobody_notices(site):
         outputs["rollback"] = r.stdout + r.stderr
         site.timings["release: rollback"] = time.monotonic() - t
         assert "a release's migrations must work with the code before it" in r.stdout
+        assert f"migrations {second} brought, which stay applied:\n    {migration[:-3].replace('/migrations/', '/')}\n" \
+            in r.stdout, r.stdout
         assert os.readlink(site.current) == first and os.readlink(site.srv / "previous") == second
         assert set(serving(site).values()) == {first}
         assert hashed_js(site) == js_before
