@@ -1,6 +1,6 @@
 """The files in deploy/, proven, and docs/deploy.md run as written: every shell block of
 the guide marked `sh test:NAME` is run by this file (bash -e, the guide's paths replaced
-by this test's, GUIDE_PATHS; supervisorctl, nginx, curl and editor stand-ins first on
+by this test's, Deployment.guide_paths; supervisorctl, nginx, curl and editor stand-ins first on
 PATH), in the guide's order, and test_every_block_of_the_guide_ran fails if one was not.
 So the site is set up from the guide: a release of the code under test (a git repository
 made from the working tree, cloned), two daphne processes under supervisord (Debian's
@@ -362,8 +362,16 @@ class Deployment:
         shutil.copy(self.rendered / "mblog.env", self.env_file)
         self.chown(self.env_file, "root" if self.is_root else self.user, self.group)
         os.chmod(self.env_file, 0o640)
-        # docs/deploy.md: root:adm 0755, as Debian's /var/log/nginx: nginx's workers reopen
-        # their logs there after a rotation, and the adm group reads them
+        self.make_folders_and_certificate()
+        # the first release, from this checkout; `current` points at it
+        self.seed_venv()
+        self.first_release = Path(self.release("prepare", str(ROOT)).stdout.strip())
+        self.release("switch", str(self.first_release))
+
+    def make_folders_and_certificate(self) -> None:
+        """docs/deploy.md section 1's folders, and a certificate in place of certbot's."""
+        # root:adm 0755, as Debian's /var/log/nginx: nginx's workers reopen their logs there
+        # after a rotation, and the adm group reads them
         self.log_dir.mkdir()
         os.chmod(self.log_dir, 0o755)
         if self.is_root:
@@ -372,15 +380,11 @@ class Deployment:
             d.mkdir()
             self.chown(d, self.user, self.group)
         (self.tmp / "acme").mkdir()
-        # a self-signed certificate for the server name (and 127.0.0.1, which the clients dial)
+        # self-signed, for the server name (and 127.0.0.1, which the clients dial)
         self.cert.parent.mkdir(mode=0o700)
         run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
              "-subj", f"/CN={SERVER_NAME}", "-addext", f"subjectAltName=DNS:{SERVER_NAME},IP:127.0.0.1",
              "-keyout", str(self.key), "-out", str(self.cert)])
-        # the first release, from this checkout; `current` points at it
-        self.seed_venv()
-        self.first_release = Path(self.release("prepare", str(ROOT)).stdout.strip())
-        self.release("switch", str(self.first_release))
 
     def seed_venv(self) -> None:
         """mblog-release keeps one venv per requirements.lock (and Python version) in
@@ -537,7 +541,7 @@ class Deployment:
     # --- the guide: docs/deploy.md, run as written ---------------------------------------
 
     def guide_paths(self, extra=()) -> list[tuple[str, str]]:
-        """GUIDE_PATHS: the guide's paths and names, and this test's, in the order replaced."""
+        """The guide's paths and names, and this test's, in the order replaced."""
         return [
             *extra,
             ("/srv/mblog/src", str(self.src)),
@@ -591,17 +595,7 @@ class Deployment:
                                self.tmp / "etc-nginx" / "sites-enabled" / "*")
         self.supervisor_include = self.tmp / "etc-supervisor" / "*.conf"
         self.bin = self.tmp / "bin"
-        self.log_dir.mkdir()
-        os.chmod(self.log_dir, 0o755)
-        shutil.chown(self.log_dir, "root", "adm")
-        for d in (self.static_root, self.tmp / "media"):
-            d.mkdir()
-            self.chown(d, self.user, self.group)
-        (self.tmp / "acme").mkdir()
-        self.cert.parent.mkdir(mode=0o700)
-        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-subj", f"/CN={SERVER_NAME}", "-addext", f"subjectAltName=DNS:{SERVER_NAME},IP:127.0.0.1",
-             "-keyout", str(self.key), "-out", str(self.cert)])
+        self.make_folders_and_certificate()
         # `git clone …/mblog.git /srv/mblog/src`: a repository holding the code under test
         # (the working tree, uncommitted changes included), cloned; upgrades are commits to it
         self.upstream, self.src = self.tmp / "upstream", self.tmp / "src"
@@ -900,7 +894,7 @@ def ensure_debian_packages() -> None:
 @pytest.fixture(scope="module")
 def site():
     """docs/deploy.md, sections 3 to 6: every block marked test:NAME, as written (with this
-    test's paths, GUIDE_PATHS); the untested ones by this test's own means."""
+    test's paths, Deployment.guide_paths); the untested ones by this test's own means."""
     ensure_debian_packages()
     d = Deployment()
     if not d.is_root:
