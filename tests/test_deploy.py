@@ -1290,6 +1290,7 @@ def test_upgrade_rollback_and_bad_releases_nobody_notices(site):
     try:
         # upgrade: a new folder, current -> it, previous -> the first, every process on it
         t = time.monotonic()
+        watcher = site.supervisorctl("pid", "mblog-watch").stdout.strip()
         # new JavaScript, and a migration that follows the rule (the code before it ignores the table)
         latest = max(m.stem for m in (site.upstream / "inform" / "migrations").glob("0*.py"))
         migration = f"inform/migrations/{int(latest[:4]) + 1:04d}_release_probe.py"
@@ -1306,6 +1307,8 @@ def test_upgrade_rollback_and_bad_releases_nobody_notices(site):
         assert os.readlink(site.srv / "previous") == first
         assert os.readlink(Path(second) / "venv") == os.readlink(Path(first) / "venv")  # same lock, same venv
         assert set(serving(site).values()) == {second}
+        # and the health watcher was restarted, so it runs the release's healthcheck.py
+        assert site.supervisorctl("pid", "mblog-watch").stdout.strip() not in ("0", watcher)
         js_upgraded = hashed_js(site)
         assert js_upgraded != js_before  # the new release's JavaScript, under a new name
 
