@@ -826,13 +826,26 @@ class ResumingClient(threading.Thread):
                 while not self.stopping.is_set():
                     ws.settimeout(0.3)
                     try:
-                        opcode, data = ws.recv_data(control_frame=False)
+                        received = ws.recv_frame()
                     except websocket.WebSocketTimeoutException:
                         continue
-                    if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    if received.opcode == websocket.ABNF.OPCODE_PING:
+                        ws.pong(received.data)
+                        continue
+                    if received.opcode == websocket.ABNF.OPCODE_CLOSE:
+                        # the code a browser reports is the one in the close frame it received
+                        # (RFC 6455 7.1.5), whether or not its reply still reaches the server,
+                        # which may have dropped the connection meanwhile on a busy machine
+                        data = received.data
                         self.close_codes.append(int.from_bytes(data[:2], "big") if len(data) >= 2 else None)
+                        try:
+                            ws.send_close()
+                        except (websocket.WebSocketException, OSError):
+                            pass
                         break
-                    frame = json.loads(data)
+                    if received.opcode != websocket.ABNF.OPCODE_TEXT:
+                        continue
+                    frame = json.loads(received.data)
                     # a live frame may overtake the sync's answer: keep every id once
                     if frame["type"] == "inform" and frame["id"] not in self.seen:
                         self.seen.add(frame["id"])
