@@ -6,6 +6,11 @@ One parser for supervisor, systemd, operators' shells and the settings' .env ali
 literally, so a secret key may hold any character). Values from the file win over the
 inherited environment, as with systemd's EnvironmentFile=.
 exec replaces this process, so supervisor/systemd signal the real server.
+
+COMMAND's folder is resolved first (APP_DIR/venv/bin -> VENVS_DIR/<lock hash>/bin): a
+process keeps the release's packages it started with when mblog-release moves the
+`current` link, instead of importing a later one's lazily (the working directory, from
+supervisor's `directory=` / systemd's `WorkingDirectory=`, is resolved at start anyway).
 """
 
 import os
@@ -23,7 +28,10 @@ def main(argv: list[str]) -> None:
         os.environ.update(parse(argv[1]))
     except (OSError, EnvFileError) as exc:
         raise SystemExit(f"envexec: {exc}") from None
-    os.execvp(argv[2], argv[2:])
+    command = argv[2]
+    if os.sep in command:
+        command = os.path.join(os.path.realpath(os.path.dirname(command)), os.path.basename(command))
+    os.execvp(command, [command, *argv[3:]])
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 """healthcheck.py [--host NAME] [--wait SECONDS] SOCKET...: GET /healthz from each daphne
 process directly over its unix socket (not through nginx), exit 0 when every one answers
 200. --wait retries each until it does or the time is up (used between the steps of
-mblog-rolling-restart; also fit for monitoring or a cron check).
+mblog-rolling-restart; also fit for monitoring or a cron check); with --pid, it stops
+waiting as soon as that process is gone (a daphne that dies while starting, e.g. a
+release whose code cannot load, is not waited for; supervisor's startsecs cannot tell
+on a busy machine where Django takes longer than that to load).
 
 healthcheck.py --watch SECONDS --restart 'COMMAND {n}' 'RUN_DIR/daphne-*.sock': every
 SECONDS, check each socket the pattern matches now (so scaling needs no change here); a
@@ -16,6 +19,7 @@ handles: it is not counted. Standard library only.
 import argparse
 import glob
 import http.client
+import os
 import re
 import shlex
 import socket
@@ -47,6 +51,16 @@ def check(path: str, host: str, timeout: float = 5) -> tuple[int, str]:
         conn.close()
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def watch(args) -> int:
     hung: dict[str, int] = {}
     while True:
@@ -67,6 +81,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="localhost", help="Host header: a name in DJANGO_ALLOWED_HOSTS")
     parser.add_argument("--wait", type=float, default=0, help="retry each socket for up to this many seconds")
+    parser.add_argument("--pid", type=int, help="with --wait and one socket: stop waiting when this process is gone")
     parser.add_argument("--watch", type=float, help="check every this many seconds, forever (with --restart)")
     parser.add_argument("--restart", help="command for a hung process, {n} its number")
     parser.add_argument("--timeout", type=float, default=5, help="seconds to answer (--watch)")
@@ -83,6 +98,9 @@ def main(argv=None) -> int:
         while True:
             status, body = check(path, args.host)
             if status == 200 or time.monotonic() >= deadline:
+                break
+            if args.pid and not alive(args.pid):
+                body = f"process {args.pid} exited while starting"
                 break
             time.sleep(0.2)
         print(f"{path}: {status or 'unreachable'} {body.strip()[:200]}")

@@ -12,17 +12,19 @@ reaches a server. OUT_DIR gets the same layout as deploy/templates/:
   tmpfiles.d/mblog.conf            -> /etc/tmpfiles.d/mblog.conf
   logrotate.d/mblog                -> /etc/logrotate.d/mblog
   mblog.env                        -> ENV_FILE (only once: it holds the secret key)
-  bin/mblog-manage, bin/mblog-rolling-restart -> /usr/local/bin/
+  systemd/mblog-watch.service      -> /etc/systemd/system/  (the health watcher, with systemd)
+  bin/mblog-manage, bin/mblog-release, bin/mblog-rolling-restart, … -> /usr/local/bin/
 
-Computed values: DAPHNE_UPSTREAMS (nginx server lines, one per process),
-STOP_WAIT_SECONDS (DRAIN_SECONDS + 15),
+Computed values: VENV (APP_DIR/venv: each release links its own), DAPHNE_UPSTREAMS
+(nginx server lines, one per process), STOP_WAIT_SECONDS (DRAIN_SECONDS + 15),
 NGINX_WORKER_CONNECTIONS (3/4 of MAX_OPEN_FILES), METRICS_LOCATIONS (nginx locations
-/metrics/N, one per process) and SECRET_KEY when left empty (a fresh
-random key). Defaults when absent: MAX_OPEN_FILES=65536, WS_CONN_PER_ADDRESS=256,
-WS_MAX_MESSAGE_BYTES=32768, FAIL_TIMEOUT=5, DRAIN_SECONDS=5,
-NGINX_PID=/run/nginx.pid, SUPERVISORCTL=supervisorctl, HEALTH_INTERVAL=10, HEALTH_TIMEOUT=5,
-HEALTH_FAILURES=3, METRICS_LISTEN=127.0.0.1:9101, METRICS_ALLOW=127.0.0.1/32. Standard library
-only.
+/metrics/N, one per process) and SECRET_KEY when left empty (a fresh random key).
+Defaults when absent: MAX_OPEN_FILES=65536, WS_CONN_PER_ADDRESS=256,
+WS_MAX_MESSAGE_BYTES=32768, FAIL_TIMEOUT=5, DRAIN_SECONDS=5, NGINX_PID=/run/nginx.pid,
+SUPERVISORCTL=supervisorctl, HEALTH_INTERVAL=10, HEALTH_TIMEOUT=5, HEALTH_FAILURES=3,
+START_WAIT=30, RELEASES_DIR and VENVS_DIR (releases/ and venvs/ next to APP_DIR),
+PYTHON=/usr/bin/python3, PROCESS_MANAGER=supervisor, METRICS_LISTEN=127.0.0.1:9101,
+METRICS_ALLOW=127.0.0.1/32. Standard library only.
 """
 
 import os
@@ -58,6 +60,19 @@ def compute(values: dict[str, str]) -> dict[str, str]:
             "or nginx drops idle WebSockets between daphne's pings"
         )
     run_dir = values.get("RUN_DIR", "").rstrip("/")
+    # APP_DIR is the `current` link to a release (bin/mblog-release); each release holds its
+    # own venv (a link to one built from its requirements.lock)
+    app_dir = values.get("APP_DIR", "").rstrip("/")
+    if values.setdefault("VENV", f"{app_dir}/venv") != f"{app_dir}/venv":
+        raise SystemExit(f"render: VENV must be APP_DIR/venv ({app_dir}/venv): every release links its own there")
+    if values.get("PROCESS_MANAGER", "supervisor") not in ("supervisor", "systemd"):
+        raise SystemExit("render: PROCESS_MANAGER is supervisor or systemd")
+    home = os.path.dirname(app_dir)
+    values.setdefault("RELEASES_DIR", f"{home}/releases")
+    values.setdefault("VENVS_DIR", f"{home}/venvs")
+    values.setdefault("PYTHON", "/usr/bin/python3")
+    values.setdefault("PROCESS_MANAGER", "supervisor")
+    values.setdefault("START_WAIT", "30")
     values.setdefault("FAIL_TIMEOUT", "5")
     values.setdefault("DRAIN_SECONDS", "5")
     try:

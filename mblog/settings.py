@@ -206,7 +206,8 @@ WHITENOISE_USE_FINDERS = True  # nginx serves /static/ in production; this keeps
 if env.bool("DJANGO_STATIC_MANIFEST", default=False):
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+        # one list of hashed names per release (a rollback serves its own files)
+        "staticfiles": {"BACKEND": "mblog.staticstorage.ReleaseManifestStaticFilesStorage"},
     }
 
 # Behind nginx (deploy/): trust its X-Forwarded-Proto for https detection.

@@ -1,8 +1,12 @@
-"""The files in deploy/, proven: rendered with test paths and ports by deploy/render.py,
-installed the way docs/deploy.md says, and run for real — two daphne processes under
-supervisord (Debian's supervisord.conf, paths redirected), nginx in front (Debian's
-nginx.conf with the site included), TLS, PostgreSQL (a database of our own) and Redis
-(a channel-layer prefix of our own).
+"""The files in deploy/, proven, and docs/deploy.md run as written: every shell block of
+the guide marked `sh test:NAME` is run by this file (bash -e, the guide's paths replaced
+by this test's, Deployment.guide_paths; supervisorctl, nginx, curl and editor stand-ins first on
+PATH), in the guide's order, and test_every_block_of_the_guide_ran fails if one was not.
+So the site is set up from the guide: a release of the code under test (a git repository
+made from the working tree, cloned), two daphne processes under supervisord (Debian's
+supervisord.conf, paths redirected), nginx in front (Debian's nginx.conf, its include
+folders redirected), TLS, PostgreSQL (a database of our own) and Redis (a channel-layer
+prefix of our own).
 
 Checked: `nginx -t` on the shipped site; HTTP→HTTPS redirect; static files served by
 nginx; /healthz through nginx and on each daphne socket; sign-in over HTTPS with CSRF;
@@ -11,13 +15,16 @@ logs, which show the real client address:port nginx forwards, not a spoofed one)
 `send_inform` from outside arrives on both; kill -9 of one daphne: supervisor restarts
 it, the client reconnects and `sync` returns what was sent while it was down; an idle
 socket outlives nginx's read timeout thanks to daphne's pings; scaling 2 -> 3 -> 2 and a
-rolling restart with deploy's own script, probed all along (0 failed requests, 0 failed
+rolling restart with deploy's own script; an upgrade (git pull, mblog-release install),
+a rollback, a release that fails `check` and one whose daphne cannot start (both leave
+the old release serving); all of these probed all along (0 failed requests, 0 failed
 reconnects, sockets closed with 1001, nothing lost or shown twice); 10,000 connections
 held through nginx; unknown Host headers never reach daphne; the watcher restarts a hung
-daphne; hashed static names, gzipped and cached; log rotation and no [crit]; backup
-restored into an empty database; teardown leaves no process running.
+daphne; the systemd units verify; hashed static names, gzipped and cached; log rotation
+and no [crit]; a backup restored into an empty database and over the live one; teardown
+leaves no process running.
 
-When run as root (as bin/test does), daphne and manage.py run as `nobody` and nginx's
+Run as root (as bin/test does): daphne and manage.py run as `nobody` and nginx's
 workers as `www-data`, so the ownerships and modes in the shipped files are exercised.
 """
 
@@ -40,7 +47,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -61,6 +67,31 @@ DEMO_PASSWORD = "demo-pass-123"
 CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 NGINX = "/usr/sbin/nginx"
   # Debian's package (not always on a non-root PATH)
+
+
+GUIDE = ROOT / "docs" / "deploy.md"
+GUIDE_RAN: set[str] = set()  # the guide's test:NAME blocks this run has run
+
+
+def guide_blocks() -> dict[str, str]:
+    """docs/deploy.md's shell blocks marked `sh test:NAME`, by name. Every shell block must
+    be marked either so or `sh untested` (what a test machine cannot run)."""
+    text = GUIDE.read_text()
+    languages = set(re.findall(r"(?m)^```(\w+)", text))
+    assert languages <= {"sh"}, f"docs/deploy.md: code blocks in {languages - {'sh'}}: mark them sh test:NAME or sh untested"
+    blocks, unmarked = {}, []
+    for m in re.finditer(r"(?ms)^```sh([^\n]*)\n(.*?)^```$", text):
+        tag, body = m.group(1).strip(), m.group(2)
+        if tag.startswith("test:"):
+            assert tag[5:] not in blocks, f"docs/deploy.md: two blocks named {tag}"
+            blocks[tag[5:]] = body
+        elif tag != "untested":
+            unmarked.append(body.splitlines()[0])
+    assert not unmarked, f"docs/deploy.md: shell blocks marked neither test:NAME nor untested: {unmarked}"
+    return blocks
+
+
+GUIDE_BLOCKS = guide_blocks()
 
 
 def default_file_limit() -> None:
@@ -148,11 +179,18 @@ class Deployment:
         self.cert = self.tmp / "tls" / "cert.pem"
         self.key = self.tmp / "tls" / "key.pem"
         self.env_file = self.tmp / "etc" / "mblog.env"
+        self.srv = self.tmp / "srv"  # /srv/mblog: releases/, venvs/, the current and previous links
+        self.current = self.srv / "current"
+        self.venv = Path(sys.executable).parent.parent  # the venv every release links (see seed_venv)
         self.supervisor_conf = self.tmp / "supervisord.conf"
         self.nginx_conf = self.tmp / "nginx.conf"
+        # where the shipped files are read from; the guide's flow (install_from_guide) installs them
+        self.supervisor_include = self.rendered / "supervisor" / "mblog.conf"
+        self.nginx_includes = (self.rendered / "nginx" / "mblog-main.conf", self.rendered / "nginx" / "mblog.conf")
+        self.bin = self.rendered / "bin"
+        self.guide_flow = False
         self.values = {
-            "APP_DIR": str(ROOT),
-            "VENV": str(Path(sys.executable).parent.parent),
+            "APP_DIR": str(self.current),
             "USER": self.user,
             "GROUP": self.group,
             "WEB_GROUP": self.web_group,
@@ -179,6 +217,7 @@ class Deployment:
             "HEALTH_INTERVAL": "0.5",
             "HEALTH_TIMEOUT": "1",
             "HEALTH_FAILURES": "2",
+            "START_WAIT": "20",
             "SECRET_KEY": "",  # render.py generates one
             "DATABASE_URL": f"{self.pg_base}/{self.db_name}",
             "REDIS_URL": self.redis_url,
@@ -194,7 +233,7 @@ class Deployment:
         self.notes = []
         if not self.is_root:
             return
-        venv = Path(self.values["VENV"])
+        venv = self.venv
         if run(["runuser", "-u", self.user, "--", str(venv / "bin" / "python"), "-c", ""], check=False).returncode == 0:
             return
         if not self.try_system_python_venv(venv):
@@ -252,7 +291,7 @@ class Deployment:
                     pass
             finally:
                 shutil.rmtree(build, ignore_errors=True)
-        self.values["VENV"] = str(cached)
+        self.venv = cached
         self.notes.append(f"{venv} is not usable by {self.user}: ran on {cached} ({system} + the dev venv's packages)")
         return True
 
@@ -293,6 +332,7 @@ class Deployment:
 
     def render(self) -> None:
         values_file = self.tmp / "deploy.values"
+        self.values["PYTHON"] = str(self.venv / "bin" / "python")  # builds no venv here: see seed_venv
         values_file.write_text("".join(f"{k}={v}\n" for k, v in self.values.items()))
         run([sys.executable, str(ROOT / "deploy" / "render.py"), str(values_file), str(self.rendered)])
 
@@ -322,8 +362,16 @@ class Deployment:
         shutil.copy(self.rendered / "mblog.env", self.env_file)
         self.chown(self.env_file, "root" if self.is_root else self.user, self.group)
         os.chmod(self.env_file, 0o640)
-        # docs/deploy.md: root:adm 0755, as Debian's /var/log/nginx: nginx's workers reopen
-        # their logs there after a rotation, and the adm group reads them
+        self.make_folders_and_certificate()
+        # the first release, from this checkout; `current` points at it
+        self.seed_venv()
+        self.first_release = Path(self.release("prepare", str(ROOT)).stdout.strip())
+        self.release("switch", str(self.first_release))
+
+    def make_folders_and_certificate(self) -> None:
+        """docs/deploy.md section 1's folders, and a certificate in place of certbot's."""
+        # root:adm 0755, as Debian's /var/log/nginx: nginx's workers reopen their logs there
+        # after a rotation, and the adm group reads them
         self.log_dir.mkdir()
         os.chmod(self.log_dir, 0o755)
         if self.is_root:
@@ -332,11 +380,30 @@ class Deployment:
             d.mkdir()
             self.chown(d, self.user, self.group)
         (self.tmp / "acme").mkdir()
-        # a self-signed certificate for the server name (and 127.0.0.1, which the clients dial)
+        # self-signed, for the server name (and 127.0.0.1, which the clients dial)
         self.cert.parent.mkdir(mode=0o700)
         run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
              "-subj", f"/CN={SERVER_NAME}", "-addext", f"subjectAltName=DNS:{SERVER_NAME},IP:127.0.0.1",
              "-keyout", str(self.key), "-out", str(self.cert)])
+
+    def seed_venv(self) -> None:
+        """mblog-release keeps one venv per requirements.lock (and Python version) in
+        VENVS_DIR, built by pip from the lock when missing. This test's venv stands in for it,
+        under the name mblog-release computes: releases are made in seconds, not a pip run."""
+        import hashlib
+
+        python = self.values["PYTHON"]
+        version = run([python, "-V"]).stdout
+        digest = hashlib.sha256((ROOT / "requirements.lock").read_bytes() + version.encode()).hexdigest()[:16]
+        venvs = self.srv / "venvs"
+        venvs.mkdir(parents=True)
+        (venvs / digest).symlink_to(self.venv)
+        (venvs / f"{digest}.ready").touch()
+
+    def release(self, *args, check=True, timeout=180) -> subprocess.CompletedProcess:
+        """The shipped bin/mblog-release, as root would run it."""
+        return run([str(self.bin / "mblog-release"), *args], check=check, timeout=timeout,
+                   env={**CLEAN_ENV, "SUPERVISORCTL": f"supervisorctl -c {self.supervisor_conf}"})
 
     def create_database(self) -> None:
         psql = ["psql", f"{self.pg_base}/postgres", "-v", "ON_ERROR_STOP=1", "-qtAc"]
@@ -353,7 +420,7 @@ class Deployment:
 
     def manage(self, *args, timeout=120) -> subprocess.CompletedProcess:
         """The shipped wrapper: as the site's user, with the installed env file."""
-        return run([str(self.rendered / "bin" / "mblog-manage"), *args], timeout=timeout, env=CLEAN_ENV)
+        return run([str(self.bin / "mblog-manage"), *args], timeout=timeout, env=CLEAN_ENV)
 
     def supervisorctl(self, *args, check=True) -> subprocess.CompletedProcess:
         return run(["supervisorctl", "-c", str(self.supervisor_conf), *args], check=check, env=CLEAN_ENV)
@@ -374,7 +441,7 @@ class Deployment:
             "pidfile": str(self.tmp / "supervisord.pid"),
             "childlogdir": str(self.log_dir),
             "serverurl": f"unix://{sock}",
-            "files": str(self.rendered / "supervisor" / "mblog.conf"),
+            "files": str(self.supervisor_include),
         }
         for key, value in replacements.items():
             text, n = re.subn(rf"(?m)^{key}\s*=.*$", f"{key}={value}", text)
@@ -426,10 +493,10 @@ class Deployment:
             (r"(?m)^\s*include\s+/etc/nginx/conf\.d/[^;]*;", ""),
             # docs/deploy.md: the shipped main-context file, and worker_connections raised
             (r"(?m)^include\s+/etc/nginx/modules-enabled/\*\.conf;",
-             f"include /etc/nginx/modules-enabled/*.conf;\ninclude {self.rendered / 'nginx' / 'mblog-main.conf'};"),
+             f"include /etc/nginx/modules-enabled/*.conf;\ninclude {self.nginx_includes[0]};"),
 
             (r"(?m)^\s*include\s+/etc/nginx/sites-enabled/[^;]*;",
-             f"{local_paths}\n\tinclude {self.rendered / 'nginx' / 'mblog.conf'};"),
+             f"{local_paths}\n\tinclude {self.nginx_includes[1]};"),
         ]
         if not self.is_root:
             subs.append((r"(?m)^\s*user\s+[^;]+;", ""))
@@ -437,6 +504,8 @@ class Deployment:
             text, n = re.subn(pattern, repl, text)
             assert n >= 1, f"/etc/nginx/nginx.conf: nothing matched {pattern}"
         self.nginx_conf.write_text(text)
+        if self.guide_flow:
+            return  # the guide's nginx block raises worker_connections
         # docs/deploy.md's own command raises worker_connections (on our copy of nginx.conf)
         line = next(x for x in (ROOT / "docs" / "deploy.md").read_text().splitlines()
                     if x.startswith("sed -i -E") and "worker_connections" in x)
@@ -468,6 +537,110 @@ class Deployment:
             for pid in workers:
                 if pid_alive(pid):
                     os.kill(pid, signal.SIGKILL)
+
+    # --- the guide: docs/deploy.md, run as written ---------------------------------------
+
+    def guide_paths(self, extra=()) -> list[tuple[str, str]]:
+        """The guide's paths and names, and this test's, in the order replaced."""
+        return [
+            *extra,
+            ("/srv/mblog/src", str(self.src)),
+            ("/srv/mblog", str(self.srv)),
+            ("/etc/mblog", str(self.etc)),
+            ("/etc/nginx/", f"{self.tmp / 'etc-nginx'}/"),
+            ("/etc/supervisor/conf.d/", f"{self.tmp / 'etc-supervisor'}/"),
+            ("/etc/logrotate.d/", f"{self.etc / 'logrotate.d'}/"),
+            ("/etc/cron.d/", f"{self.etc / 'cron.d'}/"),
+            ("/usr/local/bin/", f"{self.tmp / 'bin'}/"),
+            ("/run/mblog", str(self.run_dir)),
+            ("/var/log/mblog", str(self.log_dir)),
+            ("/var/backups/mblog", str(self.tmp / "backups")),
+            ("/tmp/mblog-rendered", str(self.tmp / "rendered")),
+            ("-g mblog ", f"-g {self.group} "),
+            ("https://mblog.example.com", f"https://{SERVER_NAME}:{self.https_port}"),
+            ("http://mblog.example.com", f"http://{SERVER_NAME}:{self.http_port}"),
+            ("mblog.example.com", SERVER_NAME),
+        ]
+
+    def guide_env(self) -> dict[str, str]:
+        return {**CLEAN_ENV, "PATH": f"{self.tmp / 'standins'}:{self.tmp / 'bin'}:{CLEAN_ENV['PATH']}"}
+
+    def guide_command(self, name: str, extra=()) -> list[str]:
+        """The guide's block `test:NAME`, with this test's paths, for bash -e."""
+        body = GUIDE_BLOCKS[name]
+        for old, new in self.guide_paths(extra):
+            body = body.replace(old, new)
+        GUIDE_RAN.add(name)
+        return ["bash", "-e", "-c", body]
+
+    def guide(self, name: str, extra=(), check=True, timeout=300) -> subprocess.CompletedProcess:
+        return run(self.guide_command(name, extra), check=check, timeout=timeout, env=self.guide_env())
+
+    def prepare_machine(self) -> None:
+        """What the guide's untested blocks of sections 1 and 2 leave behind (folders and
+        owners, the checkout releases are copied from), a certificate in place of certbot's,
+        and the stand-ins first on PATH: supervisorctl and nginx with this test's
+        configuration, curl that takes the site's name to 127.0.0.1 and trusts its
+        certificate, and editor, which writes this test's values."""
+        self.guide_flow = True
+        self.etc = self.env_file.parent
+        self.etc.mkdir(mode=0o750)
+        shutil.chown(self.etc, "root", self.group)
+        for d in (self.etc / "logrotate.d", self.etc / "cron.d", self.tmp / "bin", self.tmp / "standins",
+                  self.tmp / "etc-supervisor", *(self.tmp / "etc-nginx" / d for d in
+                                                ("modules-enabled", "sites-available", "sites-enabled"))):
+            d.mkdir(parents=True)
+        self.nginx_conf = self.tmp / "etc-nginx" / "nginx.conf"
+        self.nginx_includes = (self.tmp / "etc-nginx" / "modules-enabled" / "*.conf",
+                               self.tmp / "etc-nginx" / "sites-enabled" / "*")
+        self.supervisor_include = self.tmp / "etc-supervisor" / "*.conf"
+        self.bin = self.tmp / "bin"
+        self.make_folders_and_certificate()
+        # `git clone …/mblog.git /srv/mblog/src`: a repository holding the code under test
+        # (the working tree, uncommitted changes included), cloned; upgrades are commits to it
+        self.upstream, self.src = self.tmp / "upstream", self.tmp / "src"
+        shutil.copytree(ROOT, self.upstream, symlinks=True, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "test-artifacts", "__pycache__", "node_modules", "staticfiles", "media"))
+        self.upstream_git("init", "-q", "-b", "main")
+        self.upstream_git("add", "-A")
+        self.upstream_git("commit", "-qm", "the code under test")
+        run(["git", "clone", "-q", str(self.upstream), str(self.src)])
+        self.values["PYTHON"] = str(self.venv / "bin" / "python")
+        self.seed_venv()
+        (self.tmp / "test.values").write_text("".join(f"{k}={v}\n" for k, v in self.values.items()))
+        http, https = self.http_port, self.https_port
+        standins = {
+            "supervisorctl": f'exec {shutil.which("supervisorctl")} -c {self.supervisor_conf} "$@"',
+            "nginx": f'exec {" ".join(self.nginx_cmd())} "$@"',
+            "curl": f'exec {shutil.which("curl")} --resolve {SERVER_NAME}:{http}:127.0.0.1 '
+                    f'--resolve {SERVER_NAME}:{https}:127.0.0.1 --cacert {self.cert} "$@"',
+            "editor": f'cat {self.tmp / "test.values"} > "$1"',
+        }
+        for name, line in standins.items():
+            path = self.tmp / "standins" / name
+            path.write_text(f"#!/bin/sh\n# docs/deploy.md as run by tests/test_deploy.py\n{line}\n")
+            path.chmod(0o755)
+
+    def edit_values(self, **changes) -> None:
+        """What the operator does in `editor /etc/mblog/deploy.values`."""
+        self.values.update(changes)
+        (self.tmp / "test.values").write_text("".join(f"{k}={v}\n" for k, v in self.values.items()))
+
+    def upstream_git(self, *args) -> str:
+        git = ["git", "-c", "user.name=mblog test", "-c", "user.email=test@mblog.test", "-C", str(self.upstream)]
+        if args[0] == "init":
+            git = git[:-2] + [args[0], *args[1:], str(self.upstream)]
+            return run(git).stdout
+        return run([*git, *args]).stdout
+
+    def commit_upstream(self, message: str, path: str, text: str, **more: str) -> None:
+        """A new version of the code, in the repository the checkout pulls from: text
+        appended to path (and to each path in more, a new file when missing)."""
+        for name, added in {path: text, **more}.items():
+            with open(self.upstream / name, "a") as f:
+                f.write(added)
+        self.upstream_git("add", "-A")
+        self.upstream_git("commit", "-qm", message)
 
     # --- clients -------------------------------------------------------------------------
 
@@ -653,13 +826,26 @@ class ResumingClient(threading.Thread):
                 while not self.stopping.is_set():
                     ws.settimeout(0.3)
                     try:
-                        opcode, data = ws.recv_data(control_frame=False)
+                        received = ws.recv_frame()
                     except websocket.WebSocketTimeoutException:
                         continue
-                    if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    if received.opcode == websocket.ABNF.OPCODE_PING:
+                        ws.pong(received.data)
+                        continue
+                    if received.opcode == websocket.ABNF.OPCODE_CLOSE:
+                        # the code a browser reports is the one in the close frame it received
+                        # (RFC 6455 7.1.5), whether or not its reply still reaches the server,
+                        # which may have dropped the connection meanwhile on a busy machine
+                        data = received.data
                         self.close_codes.append(int.from_bytes(data[:2], "big") if len(data) >= 2 else None)
+                        try:
+                            ws.send_close()
+                        except (websocket.WebSocketException, OSError):
+                            pass
                         break
-                    frame = json.loads(data)
+                    if received.opcode != websocket.ABNF.OPCODE_TEXT:
+                        continue
+                    frame = json.loads(received.data)
                     # a live frame may overtake the sync's answer: keep every id once
                     if frame["type"] == "inform" and frame["id"] not in self.seen:
                         self.seen.add(frame["id"])
@@ -720,28 +906,36 @@ def ensure_debian_packages() -> None:
 
 @pytest.fixture(scope="module")
 def site():
+    """docs/deploy.md, sections 3 to 6: every block marked test:NAME, as written (with this
+    test's paths, Deployment.guide_paths); the untested ones by this test's own means."""
     ensure_debian_packages()
     d = Deployment()
+    if not d.is_root:
+        pytest.skip("docs/deploy.md's commands run as root (as bin/test runs this test)")
     started = time.monotonic()
     try:
         d.prepare_venv()
-        d.render()
-        d.install_files()
+        d.prepare_machine()
         d.create_database()
         t = time.monotonic()
-        # Static files before daphne starts, as docs/deploy.md orders it: a process reads
-        # the manifest of hashed names when it starts. daphne boots while the demo data
-        # is made (nothing is served before nginx starts).
-        with ThreadPoolExecutor(2) as pool:
-            static = pool.submit(d.manage, "collectstatic", "--noinput", "-v0")
-            d.manage("migrate", "--noinput", "-v0")
-            static.result()
-        d.start_supervisor()
-        d.manage("seed_demo")
-        d.timings["migrate+collectstatic+seed"] = time.monotonic() - t
-        d.wait_healthy(range(PROCESSES), timeout=40)
+        d.guide("render")
+        d.guide("install")
+        d.guide("first-release")
+        d.first_release = Path(os.readlink(d.current))
+        d.timings["first release (migrate, collectstatic) + seed"] = time.monotonic() - t
+        t = time.monotonic()
+        d.guide("supervisor-conf")
+        d.start_supervisor()  # service supervisor restart
+        d.guide("supervisor-up")
         d.timings["supervisor: 2 daphne healthy"] = time.monotonic() - t
-        d.start_nginx()
+        d.start_nginx()  # service nginx start
+        r = d.guide("nginx")
+        d.nginx_test_output = r.stderr
+        assert re.search(r"(?m)^HTTP/\S+ 301", r.stdout) and '"status": "ok"' in r.stdout, r.stdout
+        assert not (d.tmp / "rendered").exists()  # the guide removed it (the secret key)
+        # the rendered files again, for the tests to read (the same values; another secret key)
+        d.rendered = d.tmp / "rendered-check"
+        run([sys.executable, str(ROOT / "deploy" / "render.py"), str(d.etc / "deploy.values"), str(d.rendered)])
         d.timings["setup total"] = time.monotonic() - started
         yield d
     finally:
@@ -777,13 +971,23 @@ def test_shipped_configs_are_consistent(site):
     bad_values.write_text("".join(f"{k}={v}\n" for k, v in bad.items()))
     r = run([sys.executable, str(ROOT / "deploy" / "render.py"), str(bad_values), str(site.tmp / "bad")], check=False)
     assert r.returncode != 0 and "PROXY_READ_TIMEOUT" in r.stderr
-    # the systemd unit passes systemd's own checks (an instance of the template)
+    # the health watcher under systemd: the supervisor program's command, restarting through systemd
+    watch_unit = (site.rendered / "systemd" / "mblog-watch.service").read_text()
+    watch_command = re.search(r"(?m)^\[program:mblog-watch\]\ncommand=(.*)$", supervisor).group(1)
+    watch_exec = re.search(r"(?m)^ExecStart=(.*)$", watch_unit).group(1)
+    restart_option = re.compile(r'--restart "[^"]*"')
+    assert restart_option.sub("", watch_exec) == restart_option.sub("", watch_command)
+    assert '--restart "systemctl kill --signal=SIGKILL mblog-daphne@{n}.service"' in watch_exec
+    assert re.search(r"(?m)^Restart=always$", watch_unit) and "[Install]\nWantedBy=multi-user.target" in watch_unit
+    # the systemd units pass systemd's own checks (the daphne one as an instance of the template)
     if shutil.which("systemd-analyze"):
         units = site.tmp / "systemd"
         units.mkdir(exist_ok=True)
         (units / "mblog-daphne@.service").write_text(unit)
         (units / "mblog-daphne@0.service").symlink_to("mblog-daphne@.service")
-        r = run(["systemd-analyze", "verify", "--man=no", str(units / "mblog-daphne@0.service")], check=False)
+        (units / "mblog-watch.service").write_text(watch_unit)
+        r = run(["systemd-analyze", "verify", "--man=no", str(units / "mblog-daphne@0.service"),
+                 str(units / "mblog-watch.service")], check=False)
         assert r.returncode == 0, r.stdout + r.stderr
     # the sockets: nginx's group may connect, nobody else
     for i in range(PROCESSES):
@@ -973,20 +1177,12 @@ def _try_connect(site, cookie):
 
 
 def scale(site, processes: int) -> None:
-    """docs/deploy.md "Changing the number of processes", with the test's paths: up, the
-    new processes first and then nginx; down, nginx first and then supervisor."""
+    """docs/deploy.md "Changing the number of processes": PROCESSES edited, rendered again,
+    then up (the new processes first, then nginx) or down (nginx first)."""
     up = processes > int(site.values["PROCESSES"])
-    site.values["PROCESSES"] = str(processes)
-    site.render()
-    if up:
-        site.supervisorctl("reread")
-        site.supervisorctl("update")
-        site.wait_healthy(range(processes))
-    run(site.nginx_cmd("-t"))
-    run(site.nginx_cmd("-s", "reload"))
-    if not up:
-        site.supervisorctl("reread")
-        site.supervisorctl("update")
+    site.edit_values(PROCESSES=str(processes))
+    site.guide("render")
+    site.guide("scale-up" if up else "scale-down")
 
 
 def test_rolling_restart_and_scaling_nobody_notices(site):
@@ -1012,11 +1208,8 @@ def test_rolling_restart_and_scaling_nobody_notices(site):
         site.timings["scale 2 -> 3"] = time.monotonic() - t
 
         t = time.monotonic()
-        restart = subprocess.Popen(
-            [str(site.rendered / "bin" / "mblog-rolling-restart")],
-            env={**CLEAN_ENV, "SUPERVISORCTL": f"supervisorctl -c {site.supervisor_conf}"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
+        restart = subprocess.Popen(site.guide_command("rolling-restart"), env=site.guide_env(),
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             while restart.poll() is None:
                 sent.append(site.send_inform("alice", f"during the rolling restart #{len(sent)}"))
@@ -1052,9 +1245,147 @@ def test_rolling_restart_and_scaling_nobody_notices(site):
     assert client.failed_connects == [], figures
     # each process said "going away" to its sockets before it went
     assert len(client.close_codes) >= 1 and set(client.close_codes) == {1001}, figures
-    assert re.findall(r"server unix:(\S+)", (site.rendered / "nginx" / "mblog.conf").read_text()) == [
+    installed = site.tmp / "etc-nginx" / "sites-available" / "mblog.conf"
+    assert re.findall(r"server unix:(\S+)", installed.read_text()) == [
         site.socket_path(i) for i in range(PROCESSES)]
     site.timings["rolling restart: worst reconnect"] = max(client.reconnect_seconds)
+
+
+class Sender(threading.Thread):
+    """send_inform from outside, back to back, while something else happens."""
+
+    def __init__(self, site: Deployment, sent: list[int]):
+        super().__init__(daemon=True)
+        self.site, self.sent = site, sent
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self):
+        try:
+            while not self.stopping.is_set():
+                self.sent.append(self.site.send_inform("alice", f"during a release #{len(self.sent)}"))
+        except BaseException as exc:
+            self.error = exc
+
+
+def serving(site, processes=PROCESSES) -> dict[int, str]:
+    """The release each daphne process runs: its working directory (set at start)."""
+    return {i: os.readlink(f"/proc/{pid}/cwd") for i, pid in site.daphne_pids(processes).items()}
+
+
+def hashed_js(site) -> str:
+    response, body = site.https("GET", "/accounts/login/")
+    return re.search(rb'src="/static/inform/(inform\.[0-9a-f]{12}\.js)"', body).group(1).decode()
+
+
+@pytest.mark.timeout(300)
+def test_upgrade_rollback_and_bad_releases_nobody_notices(site):
+    """docs/deploy.md section 7 with the shipped mblog-release: an upgrade to a new release
+    (its own folder, `current` switched, drained rolling restart), a rollback, a release that
+    fails `manage.py check` and one whose daphne cannot start, while a reconnecting client,
+    an HTTP prober and a sender run through nginx: every request answered, every
+    notification once, and the bad releases leave the old one serving."""
+    first = str(site.first_release)
+    assert os.readlink(site.current) == first
+    assert set(serving(site).values()) == {first}
+    js_before = hashed_js(site)
+
+    cookie = site.login("alice")
+    sent = [site.send_inform("alice", "before the releases")]
+    client = ResumingClient(site, cookie, sent[0])
+    prober = HttpProber(site)
+    sender = Sender(site, sent)
+    client.start()
+    assert client.connected.wait(10), "the client's socket did not open"
+    prober.start()
+    sender.start()
+    outputs = {}
+    try:
+        # upgrade: a new folder, current -> it, previous -> the first, every process on it
+        t = time.monotonic()
+        watcher = site.supervisorctl("pid", "mblog-watch").stdout.strip()
+        # new JavaScript, and a migration that follows the rule (the code before it ignores the table)
+        latest = max(m.stem for m in (site.upstream / "inform" / "migrations").glob("0*.py"))
+        migration = f"inform/migrations/{int(latest[:4]) + 1:04d}_release_probe.py"
+        site.commit_upstream("the next release", "static/inform/inform.js", "\n// the next release\n", **{
+            migration: "from django.db import migrations\n\n\nclass Migration(migrations.Migration):\n"
+                       f"    dependencies = [('inform', '{latest}')]\n"
+                       "    operations = [migrations.RunSQL('CREATE TABLE release_probe (id int)',\n"
+                       "                                    'DROP TABLE release_probe')]\n"})
+        r = site.guide("upgrade")
+        outputs["install"] = r.stdout + r.stderr
+        second = os.readlink(site.current)
+        site.timings["release: install (upgrade)"] = time.monotonic() - t
+        assert second != first and Path(second).parent == site.srv / "releases", second
+        assert os.readlink(site.srv / "previous") == first
+        assert os.readlink(Path(second) / "venv") == os.readlink(Path(first) / "venv")  # same lock, same venv
+        assert set(serving(site).values()) == {second}
+        # and the health watcher was restarted, so it runs the release's healthcheck.py
+        assert site.supervisorctl("pid", "mblog-watch").stdout.strip() not in ("0", watcher)
+        js_upgraded = hashed_js(site)
+        assert js_upgraded != js_before  # the new release's JavaScript, under a new name
+
+        # rollback: one command, the previous release serves again, with its own static names
+        t = time.monotonic()
+        r = site.guide("rollback")
+        outputs["rollback"] = r.stdout + r.stderr
+        site.timings["release: rollback"] = time.monotonic() - t
+        assert "a release's migrations must work with the code before it" in r.stdout
+        assert f"migrations {second} brought, which stay applied:\n    {migration[:-3].replace('/migrations/', '/')}\n" \
+            in r.stdout, r.stdout
+        assert os.readlink(site.current) == first and os.readlink(site.srv / "previous") == second
+        assert set(serving(site).values()) == {first}
+        assert hashed_js(site) == js_before
+
+        # a release that fails `manage.py check`: refused before anything is switched
+        pids = site.daphne_pids()
+        t = time.monotonic()
+        site.commit_upstream("a bad release", "mblog/urls.py", "\nraise RuntimeError('bad release')\n")
+        r = site.guide("upgrade", check=False)
+        outputs["bad check"] = r.stdout + r.stderr
+        site.timings["release: refused by check"] = time.monotonic() - t
+        assert r.returncode != 0 and "fails manage.py check or migrate: nothing switched" in r.stderr, outputs["bad check"]
+        assert "RuntimeError: bad release" in r.stderr  # the check imported the broken URLconf
+        assert os.readlink(site.current) == first and site.daphne_pids() == pids
+
+        # a release whose daphne cannot start: the first process restarted on it fails, is
+        # switched back and restarted on the old release; the other is never touched
+        t = time.monotonic()
+        site.upstream_git("revert", "--no-edit", "HEAD")
+        site.commit_upstream("another bad release", "mblog/asgi.py", "\nraise RuntimeError('bad release')\n")
+        r = site.guide("upgrade", check=False)
+        outputs["bad start"] = r.stdout + r.stderr
+        site.timings["release: failed start undone"] = time.monotonic() - t
+        assert r.returncode != 0 and f"did not start: back on {first}" in r.stderr, outputs["bad start"]
+        assert os.readlink(site.current) == first and os.readlink(site.srv / "previous") == second
+        site.wait_healthy(range(PROCESSES))
+        after = site.daphne_pids()
+        assert after[0] != pids[0] and after[1] == pids[1], (pids, after)
+        assert set(serving(site).values()) == {first}
+        assert hashed_js(site) == js_before
+        assert "RuntimeError: bad release" in site.daphne_log(0)
+        sender.stopping.set()
+        sender.join(30)
+        sent.append(site.send_inform("alice", "after the releases"))
+        wait_until(lambda: set(sent) <= client.seen, 15, "the client to receive everything")
+    finally:
+        sender.stopping.set()
+        prober.stopping.set()
+        client.stopping.set()
+        for thread in (sender, prober, client):
+            thread.join(30)
+    listing = site.release("list").stdout
+    figures = {"http ok": prober.ok, "http failed": len(prober.failures), "notifications": len(sent),
+               "reconnects": len(client.reconnect_seconds), "failed reconnects": len(client.failed_connects),
+               "close codes": sorted(set(client.close_codes), key=str)}
+    site.figures["upgrade, rollback, 2 bad releases"] = figures
+    print(f"\nreleases: {figures}; first failures: {prober.failures[:3]} {client.failed_connects[:3]}\n{listing}")
+    assert sender.error is None and client.error is None, (sender.error, client.error)
+    assert sorted(client.ids) == sorted(sent[1:]), (client.ids, sent)  # every one, none twice
+    assert prober.ok > 0 and prober.failures == [], figures
+    assert client.failed_connects == [], figures
+    assert set(client.close_codes) == {1001}, figures
+    assert f"-> {first}" in listing and f"<- {second}" in listing, listing
 
 
 def test_nginx_holds_10000_connections_and_answers_unknown_hosts_with_nothing(site):
@@ -1135,7 +1466,7 @@ def test_nginx_logs_rotate_and_restarts_write_no_crit(site):
         assert "[crit]" not in (path.read_text() if path.exists() else ""), name
     if not (site.is_root and shutil.which("logrotate")):
         pytest.skip("logrotate needs root and Debian's logrotate")
-    conf = site.rendered / "logrotate.d" / "mblog"
+    conf = site.etc / "logrotate.d" / "mblog"  # as installed
     site.https("GET", "/accounts/login/")
     access = site.log_dir / "nginx-access.log"
     assert access.stat().st_size > 0
@@ -1158,29 +1489,53 @@ def test_backup_and_restore_into_an_empty_database(site):
     media_file = site.tmp / "media" / "avatars" / "alice.png"
     media_file.parent.mkdir(exist_ok=True)
     media_file.write_bytes(b"\x89PNG not really")
-    backups = site.tmp / "backups"
-    out = run([str(site.rendered / "bin" / "mblog-backup"), str(backups)], env=CLEAN_ENV).stdout.strip()
+    out = site.guide("backup").stdout.strip()
     backup = Path(out.splitlines()[-1])
+    assert backup.parent == site.tmp / "backups"
     assert sorted(p.name for p in backup.iterdir()) == ["db.dump", "mblog.env", "media.tar.gz"]
     assert oct(backup.stat().st_mode & 0o777) == oct(0o700)
     assert (backup / "mblog.env").read_bytes() == site.env_file.read_bytes()
 
+    def counts(db):
+        return run(["psql", f"{site.pg_base}/{db}", "-qtAc", TABLE_COUNTS]).stdout.strip()
+
+    texts = "SELECT md5(string_agg(text, '|' ORDER BY id)) FROM inform_notification"
+
+    def notification_texts(db):
+        return run(["psql", f"{site.pg_base}/{db}", "-qtAc", texts]).stdout
+
+    original = counts(site.db_name)
+    rows = dict(pair.split("=") for pair in original.split(","))
+    assert int(rows["mblog_user"]) > 0 and int(rows["inform_notification"]) > 0, original
+    original_texts = notification_texts(site.db_name)
+
+    # into an empty database: mblog-restore BACKUP DATABASE_URL
     restored_db = f"{site.db_name}_restored"
     psql = ["psql", f"{site.pg_base}/postgres", "-v", "ON_ERROR_STOP=1", "-qtAc"]
     run(psql + [f'CREATE DATABASE "{restored_db}"'])
     site.databases.append(restored_db)
     media_file.unlink()
-    run([str(site.rendered / "bin" / "mblog-restore"), str(backup), f"{site.pg_base}/{restored_db}"], env=CLEAN_ENV)
-
-    def counts(db):
-        return run(["psql", f"{site.pg_base}/{db}", "-qtAc", TABLE_COUNTS]).stdout.strip()
-
-    original, restored = counts(site.db_name), counts(restored_db)
-    rows = dict(pair.split("=") for pair in original.split(","))
-    assert int(rows["mblog_user"]) > 0 and int(rows["inform_notification"]) > 0, original
-    assert restored == original
-    texts = "SELECT md5(string_agg(text, '|' ORDER BY id)) FROM inform_notification"
-    assert (run(["psql", f"{site.pg_base}/{restored_db}", "-qtAc", texts]).stdout
-            == run(["psql", f"{site.pg_base}/{site.db_name}", "-qtAc", texts]).stdout)
+    run([str(site.bin / "mblog-restore"), str(backup), f"{site.pg_base}/{restored_db}"], env=CLEAN_ENV)
+    assert counts(restored_db) == original
+    assert notification_texts(restored_db) == original_texts
     assert media_file.read_bytes() == b"\x89PNG not really"
+
+    # the guide's block, over the site's own database: daphne stopped, restored, started
+    site.send_inform("alice", "after the backup: the restore removes it")
+    media_file.unlink()
+    site.guide("restore", extra=[("/var/backups/mblog/mblog-20260101-030000", str(backup))])
+    assert counts(site.db_name) == original
+    assert notification_texts(site.db_name) == original_texts
+    assert media_file.read_bytes() == b"\x89PNG not really"
+    site.wait_healthy(range(PROCESSES))
+    response, _ = site.https("GET", "/healthz")
+    assert response.status == 200
     site.figures["backup and restore"] = {"tables": len(rows), "rows": sum(int(n) for n in rows.values())}
+
+
+def test_every_block_of_the_guide_ran(site, request):
+    """docs/deploy.md is a sequence of commands that ran: every block marked test:NAME ran above."""
+    if request.config.option.keyword:
+        pytest.skip("only a run of the whole file runs every block")
+    assert set(GUIDE_BLOCKS) - GUIDE_RAN == set(), "blocks of docs/deploy.md no test ran"
+    assert len(GUIDE_BLOCKS) >= 12
