@@ -127,18 +127,20 @@ class Recipient(NamedTuple):
     id: int
     email: str
     delivery: str  # Delivery.SITE or Delivery.EMAIL
-    group_id: int | None = None  # their unread row of the group, if any
+    group_id: int | None = None  # their open (unread) row of the group, if any
+    group: str = ""  # its key
     group_count: int = 0
     group_actors: list | None = None
 
 
 def recipients(
-    user_ids: Iterable[int], *, kind: str, actor_id: int | None, topic: str, group: str = ""
+    user_ids: Iterable[int], *, kind: str, actor_id: int | None, topic: str, group: tuple[str, str] | None = None
 ) -> list[Recipient]:
     """Who of these users is to be told about something of this kind, by this actor, on
-    this topic, and how; plus, for replies, whoever watches the topic; with `group`,
-    each one's unread row of that group. In the order given, watchers after. One query:
-    this runs for every notification sent."""
+    this topic, and how; plus, for replies, whoever watches the topic; with `group` (the
+    lowest and highest key, services.group_keys), each one's newest unread row with a
+    key in that range. In the order given, watchers after. One query: this runs for
+    every notification sent."""
     ids = [int(i) for i in user_ids]
     who = Q(pk__in=ids)
     if topic and kind == Kind.REPLY:
@@ -155,13 +157,16 @@ def recipients(
     )
     fields = ["pk", "email", "delivery", "muted_actor", "muted_topic"]
     if group:
-        open_group = Notification.objects.filter(recipient=OuterRef("pk"), group=group, read_at__isnull=True)
+        open_group = Notification.objects.filter(
+            recipient=OuterRef("pk"), group__range=group, read_at__isnull=True
+        ).order_by("-id")
         rows = rows.annotate(
             group_id=Subquery(open_group.values("id")[:1]),
+            group_key=Subquery(open_group.values("group")[:1]),
             group_count=Subquery(open_group.values("count")[:1]),
             group_actors=Subquery(open_group.values("actors")[:1]),
         )
-        fields += ["group_id", "group_count", "group_actors"]
+        fields += ["group_id", "group_key", "group_count", "group_actors"]
     found = {
         row[0]: Recipient(row[0], row[1], row[2], *row[5:])
         for row in rows.values_list(*fields)
