@@ -409,6 +409,53 @@ def push_personal(user, k: int, actors: list) -> tuple[int | None, float, float]
     return sent[0].id, stamp["t"], time.monotonic()
 
 
+class Vacuum:
+    """Stands in for autovacuum while a phase runs, when the server has it off (the test
+    cluster does: /etc/postgresql/*/main/conf.d/90-ci.conf; a production server has it
+    on). Grouping replaces a row per person and event (a delete and an insert), and
+    without vacuum every scan of a person's unread rows walks more dead index entries
+    with each event: the watchers phase slowed down with every reply, to minutes per 100.
+    Runs `VACUUM inform_notification` every `every` seconds (0: never) on its own
+    connection; `count` says how many ran."""
+
+    def __init__(self, every: float) -> None:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW autovacuum")
+            self.autovacuum = cursor.fetchone()[0]
+        self.every, self.count = every, 0
+        self.stop = threading.Event()
+        self.thread = None
+
+    def start(self) -> "Vacuum":
+        if self.autovacuum == "off" and self.every > 0:
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        try:
+            while True:
+                with connection.cursor() as cursor:
+                    cursor.execute("VACUUM inform_notification")
+                self.count += 1
+                if self.stop.wait(self.every):
+                    return
+        finally:
+            connection.close()
+
+    def finish(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(60)
+
+    def figures(self) -> dict:
+        return {"server_autovacuum": self.autovacuum, "bench_vacuums": self.count, "vacuum_every_s": self.every}
+
+
 # --- phases -------------------------------------------------------------------------
 
 
@@ -640,6 +687,7 @@ def phase_personal(args, clients: Clients, server: Server, port: int, users: lis
                 log(f"  push failed: {exc}")
 
     prof = Profiler(args.profile, server, "ours-personal", args.seconds + 5)
+    vacuum = Vacuum(args.vacuum_every).start()
     start = time.monotonic() + 0.1
     with ThreadPoolExecutor(args.push_threads) as pool:
         for k in range(total):
@@ -651,6 +699,7 @@ def phase_personal(args, clients: Clients, server: Server, port: int, users: lis
             if k and k % int(args.rate) == 0:
                 log(f"  personal: {k}/{total} pushed, {clients.received()} received")
     finished = time.monotonic()
+    vacuum.finish()
     clients.wait_received(len(sent), timeout=5)
     time.sleep(1.0)
     prof.stop()
@@ -683,6 +732,7 @@ def phase_personal(args, clients: Clients, server: Server, port: int, users: lis
         "p99_ms": ms(pct(lat, 99)),
         "max_ms": ms(max(lat, default=None)),
         "sender_lag_p99_ms": ms(pct(lags, 99)),
+        **vacuum.figures(),
         "_latencies": lat,
     }
     connections.close_all()
@@ -726,6 +776,7 @@ def phase_watchers(args, clients: Clients, port: int, users: list) -> dict:
         queries[-1] += 1
         return execute(sql, params, many, context)
 
+    vacuum = Vacuum(args.vacuum_every).start()
     start = time.monotonic()
     for k in range(args.watch_replies):
         stamp = {}
@@ -740,6 +791,7 @@ def phase_watchers(args, clients: Clients, port: int, users: list) -> dict:
     expected = len(watchers) * args.watch_replies * 2  # an inform and a feed frame per reply
     ok = clients.wait_received(expected, timeout=60)
     done = time.monotonic()
+    vacuum.finish()
     entries = clients.entries()
     receipts = clients.collect()
     from bisect import bisect_left
@@ -785,6 +837,7 @@ def phase_watchers(args, clients: Clients, port: int, users: list) -> dict:
         "sockets_exact": exact,
         "sockets_wrong": wrong,
         "rows_per_watcher": round(stored.count() / len(watchers), 3),
+        **vacuum.figures(),
         "_latencies": lat,
     }
     connections.close_all()
@@ -939,6 +992,9 @@ def main(argv=None) -> int:
     ap.add_argument("--push-threads", type=int, default=8, help="sender threads for personal pushes")
     ap.add_argument("--watchers", type=int, default=200, help="signed-in people watching one post (default 200)")
     ap.add_argument("--watch-replies", type=int, default=1000, help="replies landing on that post (default 1000)")
+    ap.add_argument("--vacuum-every", type=float, default=10, metavar="S",
+                    help="VACUUM inform_notification every S seconds during the personal and watchers phases when "
+                         "the server runs with autovacuum off (default 10; 0: never)")
     ap.add_argument("--backlog", type=int, default=4096, help="daphne listen backlog (twisted default: 50)")
     ap.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for the daphne processes, e.g. DJANGO_CONN_MAX_AGE=60")
