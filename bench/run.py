@@ -812,7 +812,8 @@ def phase_watchers(args, clients: Clients, port: int, users: list) -> dict:
     exact = 0
     wrong = []
     for u, cookie in watchers:
-        shown = [v for key, v in (entries.get(cookie) or {}).items() if key == group or key in range(before + 1, 2**62)]
+        shown = [v for key, v in (entries.get(cookie) or {}).items()
+                 if key == group or (isinstance(key, int) and key > before)]
         if shown == [[rows.get(u.pk), args.watch_replies]]:
             exact += 1
         elif len(wrong) < 3:
