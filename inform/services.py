@@ -162,9 +162,8 @@ def _delete_personal(ids: list[int]) -> None:
 # with a new id, so it moves to the top, every stream and resume point stays exact (a
 # client that missed the change gets the new row on sync) and the unread count does not
 # move. Clients replace the unread entry with the same `group` (docs/protocol.md).
-# Mentions and site updates never group; a read group stays as it is and the next event
-# starts a new one.
-GROUPED_KINDS = {Kind.REPLY, Kind.FOLLOW}
+# Mentions and site updates never group (group_keys is the one rule); a read group stays
+# as it is and the next event starts a new one.
 GROUP_NAMES = 3
 _WINDOW_END = "9" * 10  # the highest 10-digit start
 
