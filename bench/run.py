@@ -386,7 +386,7 @@ def push_site_update(k: int, tag: str) -> tuple[float, float]:
     return stamp["t"], time.monotonic()
 
 
-def push_personal(user, k: int, actors: list) -> tuple[int | None, float, float]:
+def push_personal(user, k: int, actors: list, plain: bool = False) -> tuple[int | None, float, float]:
     """A reply on one of a few topics (even k) or a follow (odd k) from one of the actors,
     grouped as the site groups them: (its id, or None when the person's preferences
     stopped it; commit time; time send_inform returned)."""
@@ -395,7 +395,9 @@ def push_personal(user, k: int, actors: list) -> tuple[int | None, float, float]
     from inform.services import send_inform
 
     actor = actors[k % len(actors)]
-    if k % 2 == 0:
+    if plain:  # the phase before issue 13: a mention from nobody, nothing to group or enforce
+        actor, what = None, {"verb": "mention"}
+    elif k % 2 == 0:
         what = {"verb": "reply", "topic": f"post:{TOPIC_BASE + k // 2 % PERSONAL_TOPICS}",
                 "summary": f"replied to “{TEXT_PREFIX}post”"}
     else:
@@ -675,7 +677,7 @@ def phase_personal(args, clients: Clients, server: Server, port: int, users: lis
     def one(k: int, due: float) -> None:
         lags.append(time.monotonic() - due)
         try:
-            nid, t_commit, _ = push_personal(targets[k], k, actors)
+            nid, t_commit, _ = push_personal(targets[k], k, actors, args.plain_personal)
             with lock:
                 if nid is None:
                     stopped[0] += 1
@@ -719,6 +721,7 @@ def phase_personal(args, clients: Clients, server: Server, port: int, users: lis
         "signed_in_sockets": clients.open_count(),
         "storm": storm,
         "rate_target": args.rate,
+        "plain": args.plain_personal,
         # send_inform calls per second, those the preferences stopped included
         "rate_achieved": round((len(sent) + stopped[0]) / (finished - start), 1),
         "pushes_per_s": round(len(sent) / (finished - start), 1),  # those that stored and pushed
@@ -916,7 +919,8 @@ def table(result: dict) -> str:
         )
         goal = result["goals"].get("personal_500_per_s_p99_le_50ms")
         lines.append(
-            f"  with grouping and preferences ({p['stopped_by_preferences']} stopped by preferences, "
+            f"  {'plain mentions (--plain-personal)' if p.get('plain') else 'with grouping and preferences'} "
+            f"({p['stopped_by_preferences']} stopped by preferences, "
             f"{p.get('pushes_per_s')} pushes/s): goal 500/s at "
             f"p99 <= 50 ms: {'PASS' if goal else 'FAIL' if goal is not None else '-'}"
         )
@@ -939,7 +943,9 @@ def table(result: dict) -> str:
         f"personal p99 / raw broadcast p99: {r['personal_p99_over_raw_broadcast_p99']}x, "
         f"watchers p99 / raw broadcast p99: {r['watchers_p99_over_raw_broadcast_p99']}x"
     )
-    lines.append("goals: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in result["goals"].items()))
+    lines.append("goals: " + ", ".join(
+        f"{k}={'-' if v is None else 'yes' if v else 'NO'}" for k, v in result["goals"].items()
+    ))
     return "\n".join(lines)
 
 
@@ -993,6 +999,9 @@ def main(argv=None) -> int:
     ap.add_argument("--push-threads", type=int, default=8, help="sender threads for personal pushes")
     ap.add_argument("--watchers", type=int, default=200, help="signed-in people watching one post (default 200)")
     ap.add_argument("--watch-replies", type=int, default=1000, help="replies landing on that post (default 1000)")
+    ap.add_argument("--plain-personal", action="store_true",
+                    help="personal pushes as before issue 13 (mentions from nobody: no grouping, no preference "
+                         "applies), for an A/B against the default")
     ap.add_argument("--vacuum-every", type=float, default=10, metavar="S",
                     help="VACUUM inform_notification every S seconds during the personal and watchers phases when "
                          "the server runs with autovacuum off (default 10; 0: never)")
