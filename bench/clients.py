@@ -32,7 +32,7 @@ def _masked(opcode: int, payload: bytes) -> bytes:
 
 
 class Conn(asyncio.Protocol):
-    __slots__ = ("worker", "request", "buf", "opened", "transport", "ready")
+    __slots__ = ("worker", "request", "buf", "opened", "transport", "ready", "cookie")
 
     def __init__(self, worker: "Worker", request: bytes) -> None:
         self.worker = worker
@@ -41,6 +41,7 @@ class Conn(asyncio.Protocol):
         self.opened = worker.loop.create_future()
         self.transport = None
         self.ready = False
+        self.cookie = None  # names the socket in entries()
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -95,7 +96,7 @@ class Conn(asyncio.Protocol):
                 return
 
     def frame(self, t: float, payload: bytes) -> None:
-        self.worker.got(t, payload)
+        self.worker.got(t, payload, self)
 
     def closed_with(self, payload: bytes) -> None:
         pass
@@ -147,7 +148,7 @@ class SyncingConn(Conn):
     def frame(self, t: float, payload: bytes) -> None:
         if not self.synced.done() and b'"synced"' in payload:
             self.synced.set_result(t)
-        self.worker.got(t, payload)
+        self.worker.got(t, payload, self)
 
     def closed_with(self, payload: bytes) -> None:
         if len(payload) >= 2:
@@ -164,12 +165,12 @@ class Worker:
     def __init__(self, pipe) -> None:
         self.pipe = pipe
         self.conns: set[Conn] = set()
-        self.receipts: list[tuple[float, bytes]] = []
+        self.receipts: list[tuple[float, bytes, Conn]] = []
         self.received = 0
         self._all_closed: asyncio.Event | None = None
 
-    def got(self, t: float, payload: bytes) -> None:
-        self.receipts.append((t, payload))
+    def got(self, t: float, payload: bytes, conn: Conn) -> None:
+        self.receipts.append((t, payload, conn))
         self.received += 1
 
     def closed_event_check(self) -> None:
@@ -201,7 +202,8 @@ class Worker:
 
         async def one(request, cookie):
             try:
-                await self._open(host, port, request, timeout)
+                conn = await self._open(host, port, request, timeout)
+                conn.cookie = cookie
                 done.append(time.monotonic())
             except Exception as exc:  # noqa: BLE001 - counted and reported
                 errors[f"{type(exc).__name__}: {exc}"[:80]] += 1
@@ -253,10 +255,28 @@ class Worker:
         await asyncio.gather(*(one(i, c) for i, c in enumerate(cookies)))
         return {"clients": results, "started": start}
 
+    def entries(self) -> dict:
+        """What each socket (by its cookie) would show from the inform frames it got since
+        the last collect, as a client does (docs/protocol.md, Grouping): an entry per
+        group, the one with the highest id, and one per ungrouped id. {cookie: {group or
+        id: [id, count]}}. Call before collect()."""
+        shown: dict = {}
+        for _, payload, conn in self.receipts:
+            if b'"inform"' not in payload:
+                continue
+            frame = json.loads(payload)
+            if frame.get("type") != "inform":
+                continue
+            mine = shown.setdefault(conn.cookie, {})
+            key = frame.get("group") or frame["id"]
+            if key not in mine or mine[key][0] < frame["id"]:
+                mine[key] = [frame["id"], frame.get("count", 1)]
+        return shown
+
     def collect(self) -> list[tuple[float, str, object]]:
         """(t, kind, key): kind "inform" with the notification id, or "text" with the frame's text."""
         out = []
-        for t, payload in self.receipts:
+        for t, payload, _ in self.receipts:
             try:
                 frame = json.loads(payload)
             except ValueError:
@@ -317,6 +337,8 @@ class Worker:
                 self.pipe.send({"received": self.received, "open": len(self.conns)})
             elif cmd == "collect":
                 self.pipe.send(self.collect())
+            elif cmd == "entries":
+                self.pipe.send(self.entries())
             elif cmd == "close":
                 closed = await self.close_all()
                 gc.unfreeze()

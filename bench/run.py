@@ -5,7 +5,11 @@ One run, on this machine, bounded in time:
 1. raw      a minimal `websockets` server (bench/raw_server.py) with broadcast()
 2. stock    every socket a Channels consumer in one group (bench/stock_asgi.py, /ws/stock/)
 3. ours     mblog's /ws/inform/ (process hub), broadcasts via send_inform(everyone=True)
-4. personal N signed-in sockets; send_inform(to=random user) at a fixed rate
+4. personal N signed-in sockets; send_inform(to=random user) at a fixed rate: replies and
+            follows from a few actors, grouped, with preferences (some people mute an
+            actor or the topic, turned follows off or get them by email too)
+5. watchers --watch-replies replies land on one post watched by --watchers signed-in
+            people: each reply updates every watcher's grouped entry in place
 
 For 1-3: a connection storm of N anonymous sockets (all at once), the server's RSS per
 idle connection, B broadcasts one after another (latency from push to each client)
@@ -41,7 +45,11 @@ from bench.clients import worker_main  # noqa: E402
 
 ORIGIN = "http://127.0.0.1"
 USER_PREFIX = "bench_u"
+ACTOR_PREFIX = "bench_actor"
+ACTORS = 4  # who replies and follows in the personal and watchers phases
 TEXT_PREFIX = "bench-"
+PERSONAL_TOPICS = 5  # personal replies are about post:<TOPIC_BASE + k % PERSONAL_TOPICS>
+TOPIC_BASE = 900_000_000
 
 
 def log(msg: str) -> None:
@@ -133,6 +141,13 @@ class Clients:
         out = []
         for part in self._all("collect"):
             out.extend(part)
+        return out
+
+    def entries(self) -> dict:
+        """What each socket shows (bench.clients.Worker.entries): {cookie: {group or id: [id, count]}}."""
+        out: dict = {}
+        for part in self._all("entries"):
+            out.update(part)
         return out
 
     def close(self) -> int:
@@ -299,7 +314,57 @@ def _prepare_rows(n_users: int) -> list:
         sessions.append(Session(session_key="bench" + get_random_string(27), session_data=store.encode(data),
                                 expire_date=expire))
     Session.objects.bulk_create(sessions, batch_size=1000)
+    prepare_preferences(users)
     return [(u, f"sessionid={s.session_key}") for u, s in zip(users, sessions, strict=True)]
+
+
+def bench_actors() -> list:
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    names = [f"{ACTOR_PREFIX}{i}" for i in range(ACTORS)]
+    for name in names:
+        User.objects.get_or_create(username=name)
+    return list(User.objects.filter(username__in=names).order_by("username"))
+
+
+def prepare_preferences(users: list) -> dict:
+    """Preferences for the personal phase, so send_inform's enforcement really runs: of
+    every 10 people, one mutes actor 0, one mutes topic TOPIC_BASE, one turned follows
+    off, two get replies and follows by email too (the bench mails to memory). The rest
+    keep the defaults. Earlier runs' notifications, groups and posts go first."""
+    from inform.models import Delivery, InformState, Notification, PersonMute, TopicPreference
+    from mblog.models import Post
+
+    actors = bench_actors()
+    ids = [u.pk for u in users]
+    Notification.objects.filter(recipient__in=ids + [a.pk for a in actors]).delete()
+    Post.objects.filter(author__in=actors).delete()
+    PersonMute.objects.filter(user__in=ids).delete()
+    TopicPreference.objects.filter(user__in=ids).delete()
+    InformState.objects.filter(user__in=ids).delete()
+    roles = {"mute_actor": [], "mute_topic": [], "follows_off": [], "email": []}
+    states = []
+    for i, u in enumerate(users):
+        role = {3: "mute_actor", 5: "email", 6: "email", 7: "follows_off", 9: "mute_topic"}.get(i % 10)
+        if role:
+            roles[role].append(u)
+        states.append(InformState(
+            user=u,
+            follow=Delivery.OFF if role == "follows_off" else Delivery.EMAIL if role == "email" else Delivery.SITE,
+            reply=Delivery.EMAIL if role == "email" else Delivery.SITE,
+        ))
+    InformState.objects.bulk_create(states, batch_size=1000)
+    PersonMute.objects.bulk_create([PersonMute(user=u, muted=actors[0]) for u in roles["mute_actor"]])
+    TopicPreference.objects.bulk_create(
+        [TopicPreference(user=u, topic=f"post:{TOPIC_BASE}", watch=False) for u in roles["mute_topic"]]
+    )
+    for u in roles["email"]:
+        u.email = f"{u.username}@example.invalid"
+    if roles["email"]:
+        type(users[0]).objects.bulk_update(roles["email"], ["email"], batch_size=1000)
+    log("preferences: " + ", ".join(f"{len(v)} {k.replace('_', ' ')}" for k, v in roles.items()))
+    return roles
 
 
 def drop_sessions(pairs) -> None:
@@ -321,16 +386,76 @@ def push_site_update(k: int, tag: str) -> tuple[float, float]:
     return stamp["t"], time.monotonic()
 
 
-def push_personal(user, k: int) -> tuple[int, float, float]:
+def push_personal(user, k: int, actors: list, plain: bool = False) -> tuple[int | None, float, float]:
+    """A reply on one of a few topics (even k) or a follow (odd k) from one of the actors,
+    grouped as the site groups them: (its id, or None when the person's preferences
+    stopped it; commit time; time send_inform returned)."""
     from django.db import transaction
 
     from inform.services import send_inform
 
+    actor = actors[k % len(actors)]
+    if plain:  # the phase before issue 13: a mention from nobody, nothing to group or enforce
+        actor, what = None, {"verb": "mention"}
+    elif k % 2 == 0:
+        what = {"verb": "reply", "topic": f"post:{TOPIC_BASE + k // 2 % PERSONAL_TOPICS}",
+                "summary": f"replied to “{TEXT_PREFIX}post”"}
+    else:
+        what = {"verb": "follow", "summary": "followed you"}
     stamp = {}
     with transaction.atomic():
         transaction.on_commit(lambda: stamp.setdefault("t", time.monotonic()))
-        sent = send_inform(to=user, verb="mention", text=f"{TEXT_PREFIX}p{k}")
+        sent = send_inform(to=user, actor=actor, text=f"{TEXT_PREFIX}p{k}", **what)
+    if not sent:
+        return None, 0.0, time.monotonic()
     return sent[0].id, stamp["t"], time.monotonic()
+
+
+class Vacuum:
+    """Stands in for autovacuum while a phase runs, when the server has it off (the test
+    cluster does: /etc/postgresql/*/main/conf.d/90-ci.conf; a production server has it
+    on). Grouping replaces a row per person and event (a delete and an insert), and
+    without vacuum every scan of a person's unread rows walks more dead index entries
+    with each event: the watchers phase slowed down with every reply, to minutes per 100.
+    Runs `VACUUM inform_notification` every `every` seconds (0: never) on its own
+    connection; `count` says how many ran."""
+
+    def __init__(self, every: float) -> None:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW autovacuum")
+            self.autovacuum = cursor.fetchone()[0]
+        self.every, self.count = every, 0
+        self.stop = threading.Event()
+        self.thread = None
+
+    def start(self) -> "Vacuum":
+        if self.autovacuum == "off" and self.every > 0:
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        try:
+            while True:
+                with connection.cursor() as cursor:
+                    cursor.execute("VACUUM inform_notification")
+                self.count += 1
+                if self.stop.wait(self.every):
+                    return
+        finally:
+            connection.close()
+
+    def finish(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(60)
+
+    def figures(self) -> dict:
+        return {"server_autovacuum": self.autovacuum, "bench_vacuums": self.count, "vacuum_every_s": self.every}
 
 
 # --- phases -------------------------------------------------------------------------
@@ -501,7 +626,7 @@ def warm(clients: Clients, port: int, path: str) -> None:
     time.sleep(0.3)
 
 
-def phase_ours(args, clients: Clients, env: dict, users: list) -> tuple[dict, dict]:
+def phase_ours(args, clients: Clients, env: dict, users: list) -> tuple[dict, dict, dict]:
     port = free_port()
     server = start_daphne("ours", port, env, args.backlog)
     try:
@@ -516,10 +641,13 @@ def phase_ours(args, clients: Clients, env: dict, users: list) -> tuple[dict, di
         prof.stop()
         clients.close()
         time.sleep(0.5)
-        if "personal" in args.skip:
-            return out, None
-        personal = phase_personal(args, clients, server, port, users)
-        return out, personal
+        personal = watchers = None
+        if "personal" not in args.skip:
+            personal = phase_personal(args, clients, server, port, users)
+            time.sleep(0.5)
+        if "watchers" not in args.skip:
+            watchers = phase_watchers(args, clients, port, users)
+        return out, personal, watchers
     finally:
         server.stop()
 
@@ -539,23 +667,29 @@ def phase_personal(args, clients: Clients, server: Server, port: int, users: lis
         f"{args.push_threads} sender threads)")
     rng = random.Random(42)
     targets = [rng.choice(users)[0] for _ in range(total)]
+    actors = bench_actors()
     sent: dict[int, float] = {}
     lags: list[float] = []
     errors = [0]
+    stopped = [0]  # by the target's preferences
     lock = threading.Lock()
 
     def one(k: int, due: float) -> None:
         lags.append(time.monotonic() - due)
         try:
-            nid, t_commit, _ = push_personal(targets[k], k)
+            nid, t_commit, _ = push_personal(targets[k], k, actors, args.plain_personal)
             with lock:
-                sent[nid] = t_commit
+                if nid is None:
+                    stopped[0] += 1
+                else:
+                    sent[nid] = t_commit
         except Exception as exc:  # noqa: BLE001
             errors[0] += 1
             if errors[0] <= 3:
                 log(f"  push failed: {exc}")
 
     prof = Profiler(args.profile, server, "ours-personal", args.seconds + 5)
+    vacuum = Vacuum(args.vacuum_every).start()
     start = time.monotonic() + 0.1
     with ThreadPoolExecutor(args.push_threads) as pool:
         for k in range(total):
@@ -567,6 +701,7 @@ def phase_personal(args, clients: Clients, server: Server, port: int, users: lis
             if k and k % int(args.rate) == 0:
                 log(f"  personal: {k}/{total} pushed, {clients.received()} received")
     finished = time.monotonic()
+    vacuum.finish()
     clients.wait_received(len(sent), timeout=5)
     time.sleep(1.0)
     prof.stop()
@@ -586,8 +721,12 @@ def phase_personal(args, clients: Clients, server: Server, port: int, users: lis
         "signed_in_sockets": clients.open_count(),
         "storm": storm,
         "rate_target": args.rate,
-        "rate_achieved": round(len(sent) / (finished - start), 1),
+        "plain": args.plain_personal,
+        # send_inform calls per second, those the preferences stopped included
+        "rate_achieved": round((len(sent) + stopped[0]) / (finished - start), 1),
+        "pushes_per_s": round(len(sent) / (finished - start), 1),  # those that stored and pushed
         "sent": len(sent),
+        "stopped_by_preferences": stopped[0],
         "send_errors": errors[0],
         "received": len(got),
         "lost": lost,
@@ -596,12 +735,121 @@ def phase_personal(args, clients: Clients, server: Server, port: int, users: lis
         "p99_ms": ms(pct(lat, 99)),
         "max_ms": ms(max(lat, default=None)),
         "sender_lag_p99_ms": ms(pct(lags, 99)),
+        **vacuum.figures(),
         "_latencies": lat,
     }
     connections.close_all()
     clients.close()
-    log(f"  personal: sent {len(sent)}, received {len(got)}, lost {lost}, p50 {figures['p50_ms']} ms, "
-        f"p99 {figures['p99_ms']} ms")
+    log(f"  personal: sent {len(sent)} ({stopped[0]} more stopped by preferences), received {len(got)}, "
+        f"lost {lost}, p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms")
+    return figures
+
+
+def phase_watchers(args, clients: Clients, port: int, users: list) -> dict:
+    """--watch-replies replies land on one post that --watchers signed-in people watch,
+    through the site's own path (reply_create: the reply, its grouped notifications to
+    every watcher and the post's author, the feed item), from one thread as fast as it
+    goes. Latency: commit → receipt of each watcher's inform frame (a reply's
+    notification ids lie between the newest id before it and after it). At the end every
+    watcher's socket must show exactly one entry, the post's group, with a count of
+    every reply."""
+    from django.db import connection, connections, transaction
+
+    from inform import selectors, services
+    from inform.models import Notification
+    from mblog import services as blog
+
+    watchers = users[: args.watchers]
+    actors = bench_actors()
+    post = blog.post_create(author=actors[0], title=f"{TEXT_PREFIX}watched", body="watched by many")
+    topic = blog.topic_of(post)
+    for u, _ in watchers:
+        services.topic_set(u, topic, "watch")
+    repliers = actors[1:]  # nobody watching mutes them (prepare_preferences mutes actor 0)
+    log(f"watchers: {len(watchers)} signed-in sockets watch post {post.pk}; {args.watch_replies} replies land on it")
+    storm = clients.connect(port, "/ws/inform/", [cookie for _, cookie in watchers])
+    top_up(clients, port, "/ws/inform/", clients.last_failed, "watchers")
+    time.sleep(1.0)
+    clients.collect()
+    bounds: list[tuple[int, float]] = []  # (the newest id after reply k, its commit time)
+    queries: list[int] = []
+    before = selectors.latest_notification_id()
+
+    def count(execute, sql, params, many, context):
+        queries[-1] += 1
+        return execute(sql, params, many, context)
+
+    vacuum = Vacuum(args.vacuum_every).start()
+    start = time.monotonic()
+    for k in range(args.watch_replies):
+        stamp = {}
+        queries.append(0)
+        with connection.execute_wrapper(count), transaction.atomic():
+            transaction.on_commit(lambda stamp=stamp: stamp.setdefault("t", time.monotonic()))
+            blog.reply_create(author=repliers[k % len(repliers)], post=post, body=f"{TEXT_PREFIX}w{k}")
+        bounds.append((selectors.latest_notification_id(), stamp["t"]))
+        if k and k % 100 == 0:
+            log(f"  watchers: {k}/{args.watch_replies} replies, {clients.received()} frames received")
+    sent_all = time.monotonic()
+    expected = len(watchers) * args.watch_replies * 2  # an inform and a feed frame per reply
+    ok = clients.wait_received(expected, timeout=60)
+    done = time.monotonic()
+    vacuum.finish()
+    entries = clients.entries()
+    receipts = clients.collect()
+    from bisect import bisect_left
+
+    uppers = [b for b, _ in bounds]
+    lat = []
+    for t, kind, key in receipts:
+        # Only this phase's: a socket that got 500 pushes catches up by itself, which
+        # may bring it the person's older notifications too (inform/consumers.py).
+        if kind == "inform" and key > before:
+            i = bisect_left(uppers, key)
+            if i < len(bounds):
+                lat.append(t - bounds[i][1])
+    # The personal phase left the same people other notifications: this post's only.
+    group = f"reply:{topic}"
+    stored = Notification.objects.filter(recipient__in=[u.pk for u, _ in watchers], topic=topic)
+    rows = dict(stored.values_list("recipient_id", "id"))
+    exact = 0
+    wrong = []
+    for u, cookie in watchers:
+        shown = [v for key, v in (entries.get(cookie) or {}).items()
+                 if key == group or (isinstance(key, int) and key > before)]
+        if shown == [[rows.get(u.pk), args.watch_replies]]:
+            exact += 1
+        elif len(wrong) < 3:
+            wrong.append({"user": u.username, "shown": shown[:3], "stored": rows.get(u.pk)})
+    figures = {
+        "watchers": len(watchers),
+        "connected": storm["ok"],
+        "replies": args.watch_replies,
+        "seconds_sending": round(sent_all - start, 2),
+        "seconds_to_last_receipt": round(done - start, 2) if ok else None,
+        "replies_per_s": round(args.watch_replies / (sent_all - start), 1),
+        "inform_pushes": len(lat),
+        "inform_pushes_expected": len(watchers) * args.watch_replies,
+        "frames_received": len(receipts),
+        "pushes_per_s": round(len(lat) / (done - start), 1),
+        "p50_ms": ms(pct(lat, 50)),
+        "p99_ms": ms(pct(lat, 99)),
+        "max_ms": ms(max(lat, default=None)),
+        "queries_per_reply_min": min(queries),
+        "queries_per_reply_max": max(queries),
+        "queries_total": sum(queries),
+        "sockets_exact": exact,
+        "sockets_wrong": wrong,
+        "rows_per_watcher": round(stored.count() / len(watchers), 3),
+        **vacuum.figures(),
+        "_latencies": lat,
+    }
+    connections.close_all()
+    clients.close()
+    log(f"  watchers: {args.watch_replies} replies in {figures['seconds_sending']} s, {len(lat)}/"
+        f"{figures['inform_pushes_expected']} pushes, p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
+        f"{figures['queries_per_reply_min']}-{figures['queries_per_reply_max']} queries per reply; "
+        f"{exact}/{len(watchers)} sockets show exactly one entry of {args.watch_replies}")
     return figures
 
 
@@ -624,6 +872,10 @@ def goals(result: dict) -> dict:
             and personal["rate_target"] >= 500 and personal["rate_achieved"] >= 0.95 * personal["rate_target"]
         ),
         "personal_zero_lost": personal["lost"] == 0 and personal["sent"] > 0,
+        "personal_preferences_exercised": personal["stopped_by_preferences"] > 0,
+        "watchers_every_socket_exact": ok(
+            result.get("watchers") and result["watchers"]["sockets_exact"] == result["watchers"]["watchers"]
+        ),
         "storm_all_succeed": ours["storm"]["ok"] == ours["storm"]["attempted"],
         "memory_le_30kb_per_connection": ok((ours["memory"]["kb_per_connection"] or 1e9) <= 30),
     }
@@ -665,12 +917,35 @@ def table(result: dict) -> str:
             f"max {p['max_ms']} ms; signed-in storm {p['storm']['ok']}/{p['storm']['attempted']} in "
             f"{p['storm']['seconds']} s"
         )
+        goal = result["goals"].get("personal_500_per_s_p99_le_50ms")
+        lines.append(
+            f"  {'plain mentions (--plain-personal)' if p.get('plain') else 'with grouping and preferences'} "
+            f"({p['stopped_by_preferences']} stopped by preferences, "
+            f"{p.get('pushes_per_s')} pushes/s): goal 500/s at "
+            f"p99 <= 50 ms: {'PASS' if goal else 'FAIL' if goal is not None else '-'}"
+        )
+    w = result.get("watchers")
+    if w:
+        lines.append(
+            f"watchers: {w['replies']} replies on one post, {w['watchers']} watchers: {w['seconds_sending']} s sending "
+            f"({w['replies_per_s']} replies/s), last receipt at {w['seconds_to_last_receipt']} s; pushes "
+            f"{w['inform_pushes']}/{w['inform_pushes_expected']} ({w['pushes_per_s']}/s), p50 {w['p50_ms']} ms, "
+            f"p99 {w['p99_ms']} ms, max {w['max_ms']} ms; queries per reply {w['queries_per_reply_min']}-"
+            f"{w['queries_per_reply_max']} ({w['queries_total']} in all); sockets showing exactly one entry of "
+            f"{w['replies']}: {w['sockets_exact']}/{w['watchers']}"
+        )
     r = result["ratios"]
     lines.append(
         f"ours/raw broadcast p99: {r['broadcast_p99_ours_over_raw']}x, stock/raw: {r['broadcast_p99_stock_over_raw']}x, "
         f"stock/ours: {r['broadcast_p99_stock_over_ours']}x"
     )
-    lines.append("goals: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in result["goals"].items()))
+    lines.append(
+        f"personal p99 / raw broadcast p99: {r['personal_p99_over_raw_broadcast_p99']}x, "
+        f"watchers p99 / raw broadcast p99: {r['watchers_p99_over_raw_broadcast_p99']}x"
+    )
+    lines.append("goals: " + ", ".join(
+        f"{k}={'-' if v is None else 'yes' if v else 'NO'}" for k, v in result["goals"].items()
+    ))
     return "\n".join(lines)
 
 
@@ -722,18 +997,26 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=500, help="personal pushes per second (default 500)")
     ap.add_argument("--seconds", type=float, default=10, help="personal push duration (default 10)")
     ap.add_argument("--push-threads", type=int, default=8, help="sender threads for personal pushes")
+    ap.add_argument("--watchers", type=int, default=200, help="signed-in people watching one post (default 200)")
+    ap.add_argument("--watch-replies", type=int, default=1000, help="replies landing on that post (default 1000)")
+    ap.add_argument("--plain-personal", action="store_true",
+                    help="personal pushes as before issue 13 (mentions from nobody: no grouping, no preference "
+                         "applies), for an A/B against the default")
+    ap.add_argument("--vacuum-every", type=float, default=10, metavar="S",
+                    help="VACUUM inform_notification every S seconds during the personal and watchers phases when "
+                         "the server runs with autovacuum off (default 10; 0: never)")
     ap.add_argument("--backlog", type=int, default=4096, help="daphne listen backlog (twisted default: 50)")
     ap.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for the daphne processes, e.g. DJANGO_CONN_MAX_AGE=60")
     ap.add_argument("--daphne-arg", action="append", default=[], metavar="ARG",
                     help="extra daphne argument, e.g. --daphne-arg=--websocket_connect_timeout=30")
-    ap.add_argument("--skip", action="append", default=[], choices=["raw", "stock", "personal"], help="skip a phase")
+    ap.add_argument("--skip", action="append", default=[], choices=["raw", "stock", "personal", "watchers"], help="skip a phase")
     ap.add_argument("--profile", action="store_true", help="py-spy the daphne processes (bench/results/profile-*)")
     ap.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
                                                              "postgres://postgres@127.0.0.1:5432/mblog_bench"))
     ap.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5"))
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/bench-N<N>.json)")
-    ap.add_argument("--max-seconds", type=float, default=900, help="hard stop for the whole run")
+    ap.add_argument("--max-seconds", type=float, default=1500, help="hard stop for the whole run")
     args = ap.parse_args(argv)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -748,6 +1031,8 @@ def main(argv=None) -> int:
         "DJANGO_DEBUG": "0",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "WS_MAX_SOCKETS_PER_ADDRESS": "0",  # every benchmark client is 127.0.0.1
+        # People who chose email get it (prepare_preferences): this process mails to memory.
+        "DJANGO_EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
         "PYTHONPATH": str(ROOT),
     }
     server_env = dict(item.split("=", 1) for item in args.server_env)
@@ -788,7 +1073,9 @@ def main(argv=None) -> int:
             log("stock: stock Channels consumers in one group")
             result["stock"] = phase_stock(args, clients, {**env, **server_env})
         log("ours: mblog /ws/inform/")
-        result["ours"], result["personal"] = phase_ours(args, clients, {**env, **server_env}, users)
+        result["ours"], result["personal"], result["watchers"] = phase_ours(
+            args, clients, {**env, **server_env}, users
+        )
     finally:
         timer.cancel()
         if clients is not None:
@@ -798,6 +1085,8 @@ def main(argv=None) -> int:
 
     latencies = {name: result[name]["broadcast"].pop("_latencies") for name in ("raw", "stock", "ours") if name in result}
     latencies["personal"] = result["personal"].pop("_latencies") if result["personal"] else []
+    if result["watchers"]:
+        result["watchers"].pop("_latencies")
     result.setdefault("raw", None)
     result.setdefault("stock", None)
     rp = lambda s: (result[s] or {}).get("broadcast", {}).get("p99_ms")  # noqa: E731
@@ -805,6 +1094,9 @@ def main(argv=None) -> int:
         "broadcast_p99_ours_over_raw": ratio(rp("ours"), rp("raw")),
         "broadcast_p99_stock_over_raw": ratio(rp("stock"), rp("raw")),
         "broadcast_p99_stock_over_ours": ratio(rp("stock"), rp("ours")),
+        # personal and watcher pushes against raw's broadcast, commit/push → receipt alike
+        "personal_p99_over_raw_broadcast_p99": ratio((result["personal"] or {}).get("p99_ms"), rp("raw")),
+        "watchers_p99_over_raw_broadcast_p99": ratio((result["watchers"] or {}).get("p99_ms"), rp("raw")),
     }
     result["goals"] = goals(result) if result["raw"] and result["personal"] else {}
     result["seconds"] = round(time.monotonic() - started, 1)

@@ -1,6 +1,7 @@
 """Reads of the inform stream. A user's stream: their own notifications and the site
 updates published after they joined, ordered by id."""
 
+import json
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -139,45 +140,65 @@ class Recipient(NamedTuple):
     id: int
     email: str
     delivery: str  # Delivery.SITE or Delivery.EMAIL
-    group_id: int | None = None  # their unread row of the group, if any
+    group_id: int | None = None  # their open (unread) row of the group, if any
+    group: str = ""  # its key
     group_count: int = 0
     group_actors: list | None = None
 
 
 def recipients(
-    user_ids: Iterable[int], *, kind: str, actor_id: int | None, topic: str, group: str = ""
+    user_ids: Iterable[int], *, kind: str, actor_id: int | None, topic: str, group: tuple[str, str] | None = None
 ) -> list[Recipient]:
     """Who of these users is to be told about something of this kind, by this actor, on
-    this topic, and how; plus, for replies, whoever watches the topic; with `group`,
-    each one's unread row of that group. In the order given, watchers after. One query:
-    this runs for every notification sent."""
+    this topic, and how; plus, for replies, whoever watches the topic; with `group` (the
+    lowest and highest key, services.group_keys), each one's newest unread row with a
+    key in that range. In the order given, watchers after. One query: this runs for
+    every notification sent, and in plain SQL, as counters_of: building it with the ORM
+    cost more CPU than the database spent on it (docs/performance.md)."""
     ids = [int(i) for i in user_ids]
-    who = Q(pk__in=ids)
-    if topic and kind == Kind.REPLY:
-        who |= Q(pk__in=TopicPreference.objects.filter(topic=topic, watch=True).values("user_id"))
-    state = InformState.objects.filter(user=OuterRef("pk"))
-    rows = get_user_model().objects.filter(who).annotate(
-        delivery=Coalesce(Subquery(state.values(kind)[:1]), Value(Delivery.SITE.value)),
-        muted_actor=Exists(PersonMute.objects.filter(user=OuterRef("pk"), muted_id=actor_id))
-        if actor_id
-        else Value(False),
-        muted_topic=Exists(TopicPreference.objects.filter(user=OuterRef("pk"), topic=topic, watch=False))
-        if topic
-        else Value(False),
-    )
-    fields = ["pk", "email", "delivery", "muted_actor", "muted_topic"]
+    if kind not in Kind.values:
+        raise ValueError(f"unknown kind {kind!r}")
+    q = connection.ops.quote_name
+    notifications, states = Notification._meta.db_table, InformState._meta.db_table
+    topics, mutes = TopicPreference._meta.db_table, PersonMute._meta.db_table
+    params: list = []
+    # muted: the actor, or the topic; 0 = 1 is false on every database
+    muted = ["0 = 1"]
+    if actor_id:
+        muted.append(f"EXISTS (SELECT 1 FROM {mutes} m WHERE m.user_id = u.id AND m.muted_id = %s)")
+        params.append(int(actor_id))
+    if topic:
+        muted.append(f"EXISTS (SELECT 1 FROM {topics} t WHERE t.user_id = u.id AND t.topic = %s AND NOT t.watch)")
+        params.append(topic)
+    columns = f"u.id, u.email, COALESCE(st.{q(kind)}, %s), {' OR '.join(muted)}"
+    params.insert(0, Delivery.SITE.value)
+    joins = f"LEFT JOIN {states} st ON st.user_id = u.id"
     if group:
-        open_group = Notification.objects.filter(recipient=OuterRef("pk"), group=group, read_at__isnull=True)
-        rows = rows.annotate(
-            group_id=Subquery(open_group.values("id")[:1]),
-            group_count=Subquery(open_group.values("count")[:1]),
-            group_actors=Subquery(open_group.values("actors")[:1]),
-        )
-        fields += ["group_id", "group_count", "group_actors"]
+        # the newest open row of the group: one indexed lookup (inform_open_groups) per person
+        columns += f", g.id, g.{q('group')}, g.count, g.actors"
+        joins += f"""
+            LEFT JOIN {notifications} g ON g.id = (
+                SELECT o.id FROM {notifications} o
+                WHERE o.recipient_id = u.id AND o.read_at IS NULL AND o.{q('group')} BETWEEN %s AND %s
+                ORDER BY o.id DESC LIMIT 1)"""
+        params += list(group)
+    who = [f"u.id IN ({', '.join(['%s'] * len(ids))})"] if ids else []
+    params += ids
+    if topic and kind == Kind.REPLY:
+        who.append(f"u.id IN (SELECT w.user_id FROM {topics} w WHERE w.topic = %s AND w.watch)")
+        params.append(topic)
+    if not who:
+        return []
+    sql = f"SELECT {columns} FROM {get_user_model()._meta.db_table} u {joins} WHERE {' OR '.join(who)}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
     found = {
-        row[0]: Recipient(row[0], row[1], row[2], *row[5:])
-        for row in rows.values_list(*fields)
-        if row[2] != Delivery.OFF and not row[3] and not row[4] and row[0] != actor_id
+        row[0]: Recipient(
+            row[0], row[1], row[2], *row[4:7], json.loads(row[7]) if isinstance(row[7], str) else row[7]
+        ) if group else Recipient(row[0], row[1], row[2])
+        for row in rows
+        if row[2] != Delivery.OFF and not row[3] and row[0] != actor_id
     }
     order = {pk: i for i, pk in enumerate(dict.fromkeys(ids))}
     return sorted(found.values(), key=lambda r: (order.get(r.id, len(order)), r.id))

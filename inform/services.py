@@ -1,10 +1,12 @@
 """Writes of the inform app. send_inform() is the one helper everything else calls."""
 
 import re
+import time
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery
@@ -82,9 +84,9 @@ def send_inform(
 
     `to`: one user or several, each gets a personal notification. `everyone=True`: one
     site update, stored once, in every user's stream and pushed to every open socket.
-    `topic` ("post:9", "room:3") is what it is about. `summary` ("replied to “Title”"),
-    for a kind that groups (replies), groups it with the recipient's unread ones on the
-    same topic: "alice, bob and 8 more replied to “Title”" (see GROUPING).
+    `topic` ("post:9", "room:3") is what it is about. `summary` ("replied to “Title”",
+    "followed you"), for a kind that groups (replies, follows), groups it with the
+    recipient's open group: "alice, bob and 8 more replied to “Title”" (see group_keys).
 
     Each person's preferences decide here, so no caller can forget them: a kind they
     turned off, a muted actor or a muted topic stores nothing for them; watchers of the
@@ -111,22 +113,24 @@ def send_inform(
             return [n]
     users = [to] if isinstance(to, User) else list(to)
     kind = kind_of(verb, topic)
-    group = f"{kind}:{topic}" if kind in GROUPED_KINDS and topic and summary else ""
     with transaction.atomic():
         ordering.take_turn("inform")  # before reading groups: the next event waits for this one
+        group = group_keys(kind, topic) if summary else None
         told = recipients(
-            [u.pk for u in users], kind=kind, actor_id=actor.pk if actor else None, topic=topic, group=group
+            [u.pk for u in users], kind=kind, actor_id=actor.pk if actor else None, topic=topic,
+            group=group[1:] if group else None,
         )
         if not told:
             return []
         bump_counters([r.id for r in told])  # before deleting their group rows: see bump_counters
         rows = [
-            Notification(recipient_id=r.id, verb=verb, text=text[:500], url=url, actor=actor, topic=topic, group=group)
+            Notification(recipient_id=r.id, verb=verb, text=text[:500], url=url, actor=actor, topic=topic)
             for r in told
         ]
         if group:
             name = actor.username if actor else ""
             for row, r in zip(rows, told, strict=True):
+                row.group = r.group or group[0]
                 row.actors = ([name] + [a for a in (r.group_actors or []) if a != name])[:GROUP_NAMES]
                 row.count = (r.group_count or 0) + 1
                 if r.group_id:
@@ -154,14 +158,33 @@ def _delete_personal(ids: list[int]) -> None:
             )
 
 
-# Grouping. Events of these kinds on one topic are one entry per recipient while it is
-# unread: a new one deletes that row and stores the group again with a new id, so it
-# moves to the top, every stream and resume point stays exact (a client that missed the
-# change gets the new row on sync) and the unread count does not move. Clients replace
-# the entry with the same `group` (docs/protocol.md). Mentions and site updates never
-# group; a read group stays as it is and the next event starts a new one.
-GROUPED_KINDS = {Kind.REPLY}
+# Grouping. Replies on one topic, and follows within a window, are one entry per
+# recipient while it is unread: a new event deletes that row and stores the group again
+# with a new id, so it moves to the top, every stream and resume point stays exact (a
+# client that missed the change gets the new row on sync) and the unread count does not
+# move. Clients replace the unread entry with the same `group` (docs/protocol.md).
+# Mentions and site updates never group (group_keys is the one rule); a read group stays
+# as it is and the next event starts a new one.
 GROUP_NAMES = 3
+_WINDOW_END = "9" * 10  # the highest 10-digit start
+
+
+def group_keys(kind: str, topic: str) -> tuple[str, str, str] | None:
+    """(the key of a new group, the lowest and the highest key of an open group the event
+    joins), or None: this event does not group.
+
+    A reply joins the one open group of its topic. A follow joins an open group started
+    at most INFORM_FOLLOW_GROUP_WINDOW seconds ago: the start, 10 zero-padded epoch
+    seconds, is part of the key, so a key range finds it on the index and a client never
+    confuses an older, still unread follow group with the new one."""
+    if kind == Kind.REPLY and topic:
+        key = f"reply:{topic}"
+        return key, key, key
+    window = settings.INFORM_FOLLOW_GROUP_WINDOW
+    if kind == Kind.FOLLOW and window > 0:
+        now = int(time.time())
+        return f"follow:{now:010d}", f"follow:{now - window:010d}", f"follow:{_WINDOW_END}"
+    return None
 
 
 def grouped_text(actors: list[str], count: int, summary: str) -> str:

@@ -5,6 +5,7 @@ import re
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from inform import push
 from inform.models import Notification, Verb
@@ -60,12 +61,19 @@ def mentioned_users(text: str) -> list[User]:
 
 
 def announce_follow(follow: Follow) -> None:
-    """ "x followed you", once: following again after an unfollow tells nobody again."""
+    """ "x followed you", once: following again after an unfollow tells nobody again.
+    Follows group (inform.services.group_keys) and a group keeps only its newest few
+    names (GROUP_NAMES): those are not told again either; an older member of a large
+    group who unfollows and follows again is."""
     actor = follow.follower
-    if Notification.objects.filter(recipient=follow.followed, actor=actor, verb=Verb.FOLLOW).exists():
+    told = Notification.objects.filter(recipient=follow.followed, verb=Verb.FOLLOW).filter(
+        Q(actor=actor) | Q(count__gt=1)
+    )
+    if any(a == actor.pk or actor.username in names for a, names in told.values_list("actor_id", "actors")):
         return
     send_inform(
-        to=follow.followed, verb=Verb.FOLLOW, actor=actor, text=f"{actor.username} followed you", url=actor.get_absolute_url()
+        to=follow.followed, verb=Verb.FOLLOW, actor=actor, text=f"{actor.username} followed you",
+        url=actor.get_absolute_url(), summary="followed you",
     )
 
 

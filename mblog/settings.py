@@ -249,6 +249,9 @@ METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.
 INFORM_HUB_PROBE_INTERVAL = env.float("INFORM_HUB_PROBE_INTERVAL", default=2.0)
 # `manage.py inform_expire` removes read notifications older than this (unread ones stay).
 INFORM_EXPIRE_READ_AFTER_DAYS = env.int("INFORM_EXPIRE_READ_AFTER_DAYS", default=90)
+# Follows within this many seconds of a group's first one are one entry ("alice, bob and
+# 1 more followed you"); a later follow starts a new entry. 0: follows never group.
+INFORM_FOLLOW_GROUP_WINDOW = env.int("INFORM_FOLLOW_GROUP_WINDOW", default=24 * 3600)
 
 # Notifications by email (for kinds a person set to "by email"): links point at this site.
 INFORM_EMAIL_SITE_URL = env.str("INFORM_EMAIL_SITE_URL", default="http://127.0.0.1:8000")

@@ -28,13 +28,13 @@ def test_benchmark_runs_at_tiny_n(tmp_path):
     cmd = [
         sys.executable, str(ROOT / "bench" / "run.py"),
         "--clients", "50", "--broadcasts", "2", "--burst", "2", "--rate", "50", "--seconds", "1",
-        "--push-threads", "2", "--max-seconds", "120",
+        "--push-threads", "2", "--watchers", "10", "--watch-replies", "20", "--max-seconds", "150",
         # its own database (not the pytest one) and its own results file
         "--database-url", pg.rsplit("/", 1)[0] + "/mblog_bench_smoke",
         "--redis-url", redis_url,
         "--out", str(out),
     ]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=210)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     result = json.loads(out.read_text())
@@ -50,8 +50,16 @@ def test_benchmark_runs_at_tiny_n(tmp_path):
         assert "kb_per_connection" in fig["memory"]
     personal = result["personal"]
     assert set(personal) >= {"sent", "received", "lost", "p50_ms", "p99_ms", "rate_achieved"}
-    assert personal["sent"] == 50
+    assert personal["sent"] + personal["stopped_by_preferences"] == 50
+    assert personal["stopped_by_preferences"] > 0  # the preferences really ran
     assert personal["lost"] == 0
+    watchers = result["watchers"]
+    assert set(watchers) >= {"seconds_sending", "inform_pushes", "p50_ms", "p99_ms", "queries_per_reply_max"}
+    assert watchers["inform_pushes"] == watchers["inform_pushes_expected"] == 10 * 20
+    # every watcher's socket ends with the one grouped entry, of all 20 replies
+    assert watchers["sockets_exact"] == 10, watchers["sockets_wrong"]
+    assert watchers["rows_per_watcher"] == 1
     assert set(result["ratios"]) >= {"broadcast_p99_ours_over_raw"}
-    assert set(result["goals"]) >= {"broadcast_p99_le_2x_raw", "personal_zero_lost"}
-    assert "broadcast p99" in proc.stdout  # the table
+    assert set(result["goals"]) >= {"broadcast_p99_le_2x_raw", "personal_zero_lost", "watchers_every_socket_exact"}
+    assert result["goals"]["watchers_every_socket_exact"] and result["goals"]["personal_preferences_exercised"]
+    assert "broadcast p99" in proc.stdout and "watchers: 20 replies" in proc.stdout  # the table

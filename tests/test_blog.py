@@ -62,6 +62,32 @@ async def test_follow_toggle_unfollows_without_a_notification(sockets, make_user
     assert len(await ainforms(alice)) == 1
 
 
+async def test_a_live_follow_updates_the_follow_entry_in_every_socket(sockets, make_user):
+    """Follows group in place (inform.services.group_keys): every tab gets the entry again
+    with a new id, count and text, and the same group; the unread count stays at one; a
+    socket resuming from before the group changed gets it once, in its latest state."""
+    alice, bob, carol, dave = [await db(make_user)(n) for n in ("alice", "bob", "carol", "dave")]
+    await apost(bob, "/u/alice/follow/", {})
+    first = await db(Notification.objects.get)(recipient=alice)
+    tabs = [await sockets.open(user=alice), await sockets.open(user=alice)]
+    await apost(carol, "/u/alice/follow/", {})
+    await apost(dave, "/u/alice/follow/", {})
+    for tab in tabs:
+        got = [await tab.recv_until("inform") for _ in range(2)]
+        assert [(f["count"], f["text"], f["unread"]) for f in got] == [
+            (2, "carol and bob followed you", 1), (3, "dave, carol and 1 more followed you", 1),
+        ]
+        assert {f["group"] for f in got} == {first.group} and got[0]["id"] < got[1]["id"]
+        assert got[1]["actor"] == "dave" and got[1]["url"] == "/u/dave/"
+    resumed = await sockets.open(user=alice)
+    await resumed.send({"type": "sync", "after": first.id})
+    again = await resumed.recv_until("inform")
+    assert (again["id"], again["count"], again["group"]) == (got[1]["id"], 3, first.group)
+    assert (await resumed.recv_until("unread"))["unread"] == 1
+    assert (await resumed.recv_until("synced"))["cursor"] == got[1]["id"]
+    assert await ainforms(alice) == [("follow", "dave", "/u/dave/")]
+
+
 async def test_follow_yourself_or_anonymously_changes_nothing(make_user):
     alice = await db(make_user)("alice")
     r = await apost(alice, "/u/alice/follow/", {})

@@ -111,3 +111,41 @@ def test_a_group_updates_in_place_live_in_two_tabs(browser, live_url, login, mak
         expect(listing.locator("#inform-list .inform-item")).to_contain_text("dave, carol and 1 more")
     finally:
         ctx.close()
+
+
+def test_a_follow_group_updates_in_place_live_in_two_tabs(browser, live_url, login, make_user):
+    from mblog import services as blog
+
+    alice, bob, carol, dave = (make_user(n) for n in ("alice", "bob", "carol", "dave"))
+    ctx, bob_ctx = browser.new_context(), browser.new_context()
+    login(ctx, alice)
+    login(bob_ctx, bob)
+    try:
+        listing = open_page(ctx, live_url + "/inform/")
+        home = open_page(ctx, live_url + "/")
+        home.click("#inform-menu-button")
+        expect(home.locator("#inform-menu .empty")).to_be_visible()
+
+        bob_page = open_page(bob_ctx, f"{live_url}/u/alice/")  # a person following, with the button
+        bob_page.click("#follow-button")
+        expect(listing.locator("#inform-list .inform-item")).to_have_text([re.compile("bob followed you")])
+        for who in (carol, dave):
+            blog.follow_toggle(follower=who, followed=alice)
+        for items in (listing.locator("#inform-list .inform-item"), home.locator("#inform-menu .menu-item")):
+            expect(items).to_have_count(1)
+            expect(items).to_contain_text("dave, carol and 1 more followed you")
+        for tab in (listing, home):
+            expect(tab.locator("#inform-badge")).to_have_attribute("data-unread", "1")
+        listing.screenshot(path=str(ARTIFACTS / "browser-follow-group-in-place.png"))
+
+        # A reload shows the same single entry; reading it reads the whole group, in both tabs.
+        listing.reload()
+        expect(listing.locator("#inform-list .inform-item")).to_have_count(1)
+        listing.click("#inform-list .inform-item .mark-read")
+        for tab in (listing, home):
+            expect(tab.locator("#inform-badge")).to_be_hidden()
+        expect(listing.locator("#inform-list .inform-item.read")).to_contain_text("dave, carol and 1 more")
+        assert Notification.objects.get(recipient=alice).read_at is not None
+    finally:
+        ctx.close()
+        bob_ctx.close()

@@ -1,6 +1,7 @@
-"""Issue 13.1: replies to one post are one entry per person while it is unread, stored
-again with a new id at each change (so streams and resume points stay exact and the
-unread count does not move); mentions and site updates never group."""
+"""Issue 13.1: replies to one post, and follows within a window, are one entry per person
+while it is unread, stored again with a new id at each change (so streams and resume
+points stay exact and the unread count does not move); mentions and site updates never
+group."""
 
 from unittest.mock import ANY
 
@@ -135,3 +136,116 @@ def test_a_reply_costs_the_same_queries_for_20_or_200_watchers(make_user, alice,
     counts = set(Notification.objects.filter(recipient__in=watchers[:20]).values_list("count", flat=True))
     assert counts == {4} and Notification.objects.filter(recipient__in=watchers).count() == 200
     assert Notification.objects.filter(recipient=alice).get().count == 4
+
+
+# --- follows: the same grouping, within a window (INFORM_FOLLOW_GROUP_WINDOW) -----------
+
+
+def follow(who, whom):
+    from mblog.models import Follow
+
+    Follow.objects.create(follower=who, followed=whom)
+
+
+def test_follows_within_the_window_are_one_entry_updated_in_place(capture_pushes, make_user, alice):
+    people = [make_user(n) for n in ("bob", "carol", "dave", "erin")]
+    with capture_pushes() as pushes:
+        for p in people:
+            follow(p, alice)
+    (row,) = Notification.objects.filter(recipient=alice)
+    assert (row.count, row.actors, row.actor) == (4, ["erin", "dave", "carol"], people[-1])
+    assert row.text == "erin, dave and 2 more followed you" and row.url == "/u/erin/"
+    assert row.group.startswith("follow:") and row.verb == "follow"
+    frames = [f for f in pushes.frames(f"user.{alice.pk}") if f["type"] == "inform"]
+    assert [f["count"] for f in frames] == [1, 2, 3, 4]
+    assert [f["text"] for f in frames[:2]] == ["bob followed you", "carol and bob followed you"]
+    assert {f["group"] for f in frames} == {row.group}
+    assert [f["id"] for f in frames] == sorted(f["id"] for f in frames) and frames[-1]["id"] == row.id
+    assert {(f["unread"], f["unseen"]) for f in frames} == {(1, 1)}  # never double-counts
+    assert selectors.notifications_after(alice, 0, 50) == [row]
+
+
+def test_a_follow_after_the_window_starts_a_new_entry(settings, make_user, alice):
+    bob, carol, dave = make_user("bob"), make_user("carol"), make_user("dave")
+    follow(bob, alice)
+    follow(carol, alice)
+    (old,) = Notification.objects.filter(recipient=alice)
+    # The group started just over a window ago: its key says when.
+    started = int(old.group.split(":")[1]) - settings.INFORM_FOLLOW_GROUP_WINDOW - 1
+    Notification.objects.filter(pk=old.pk).update(group=f"follow:{started:010d}")
+    follow(dave, alice)
+    rows = list(Notification.objects.filter(recipient=alice).order_by("id"))
+    assert [(r.id == old.id, r.count, r.text) for r in rows] == [
+        (True, 2, "carol and bob followed you"), (False, 1, "dave followed you")
+    ]
+    assert rows[0].group != rows[1].group  # a client keeps both: the older one is not replaced
+    assert selectors.counters(alice) == (2, 2)
+
+
+def test_reading_a_follow_group_reads_all_of_it_and_the_next_follow_starts_a_new_one(make_user, alice):
+    bob, carol, dave = make_user("bob"), make_user("carol"), make_user("dave")
+    follow(bob, alice)
+    follow(carol, alice)
+    (group,) = Notification.objects.filter(recipient=alice)
+    assert services.notifications_mark_read(alice, [group.id]) == 0
+    follow(dave, alice)
+    rows = list(Notification.objects.filter(recipient=alice).order_by("id"))
+    assert [(r.count, r.read_at is None) for r in rows] == [(2, False), (1, True)]
+    assert selectors.counters(alice) == (1, 1)
+
+
+def test_following_again_is_not_counted_twice(make_user, alice):
+    from mblog import services as blog_services
+
+    bob, carol = make_user("bob"), make_user("carol")
+    follow(bob, alice)
+    follow(carol, alice)
+    assert blog_services.follow_toggle(follower=bob, followed=alice) is False
+    assert blog_services.follow_toggle(follower=bob, followed=alice) is True
+    (row,) = Notification.objects.filter(recipient=alice)
+    assert (row.count, row.text) == (2, "carol and bob followed you")
+
+
+def test_follow_groups_are_per_person_and_respect_preferences(make_user, alice, bob):
+    carol, dave = make_user("carol"), make_user("dave")
+    services.person_mute(bob, dave)
+    for who in (carol, dave):
+        follow(who, alice)
+        follow(who, bob)
+    assert Notification.objects.get(recipient=alice).count == 2
+    (b,) = Notification.objects.filter(recipient=bob)
+    assert (b.count, b.text) == (1, "carol followed you")
+    services.preferences_save(alice, {"follow": "off"})
+    follow(make_user("erin"), alice)
+    assert Notification.objects.get(recipient=alice).count == 2
+
+
+def test_follows_never_group_with_a_zero_window(settings, make_user, alice):
+    settings.INFORM_FOLLOW_GROUP_WINDOW = 0
+    for n in ("bob", "carol"):
+        follow(make_user(n), alice)
+    assert list(Notification.objects.filter(recipient=alice).values_list("group", "count")) == [("", 1), ("", 1)]
+
+
+def test_mentions_chat_mentions_and_site_updates_never_group_even_with_a_summary(make_user, alice):
+    """One place decides (services.group_keys): a caller passing a summary cannot make
+    them group."""
+    bob, carol = make_user("bob"), make_user("carol")
+    for who in (bob, carol):
+        send_inform(to=alice, verb="mention", actor=who, text="hi", topic="post:1", summary="mentioned you")
+        send_inform(to=alice, verb="mention", actor=who, text="hi", topic="room:1", summary="mentioned you")
+    send_inform(everyone=True, verb="site_update", text="one", summary="x")
+    send_inform(everyone=True, verb="site_update", text="two", summary="x")
+    assert not Notification.objects.exclude(group="").exists()
+    assert Notification.objects.filter(recipient=alice).count() == 4
+    for kind in ("mention", "chat_mention", "site_update"):
+        assert services.group_keys(kind, "post:1") is None
+
+
+def test_a_grouped_follow_costs_one_delete_more(make_user, alice, django_assert_max_num_queries):
+    bob, carol = make_user("bob"), make_user("carol")
+    send_inform(to=alice, verb="follow", actor=bob, text="bob followed you", summary="followed you")
+    # savepoint, advisory lock, recipients with their open groups, delete, insert, release
+    with django_assert_max_num_queries(6):
+        (n,) = send_inform(to=alice, verb="follow", actor=carol, text="carol followed you", summary="followed you")
+    assert n.count == 2

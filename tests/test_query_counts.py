@@ -158,3 +158,33 @@ def test_a_sync_page_uses_the_indexes_with_preferences_in_the_stream(pair):
         cursor.execute("EXPLAIN " + ctx.captured_queries[0]["sql"])
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "Seq Scan on inform_notification" not in plan, plan
+
+
+def test_pages_and_a_grouped_follow_take_constant_queries_with_follow_groups(make_user, settings):
+    """Grouped follows (issue 13): the list, the menu and the badge cost the same however
+    many follow groups there are and however large they grow, and one more follow into a
+    group costs the same for a group of 2 as of 30."""
+    alice = make_user("alice")
+    c = Client()
+    c.force_login(alice)
+    followers = [make_user(f"f{i}") for i in range(32)]
+
+    def follow(who) -> list[str]:
+        return queries(lambda: send_inform(to=alice, verb="follow", actor=who, text="x", summary="followed you"))
+
+    def page_queries() -> list[int]:
+        c.get("/inform/")  # opening the list once marks everything seen: measure after that
+        return [len(queries(lambda p=p: c.get(p))) for p in ("/inform/", "/inform/api/menu/", "/", "/inform/api/unread/")]
+
+    follow(followers[0])
+    small_send = follow(followers[1])
+    small = page_queries()
+    for f in followers[2:30]:
+        follow(f)
+    # that group started long ago: the next follows start a new one beside it
+    Notification.objects.filter(recipient=alice).update(group="follow:0000000001")
+    follow(followers[30])
+    large_send = follow(followers[31])
+    assert page_queries() == small
+    assert len(large_send) == len(small_send), "\n".join(large_send)
+    assert list(Notification.objects.filter(recipient=alice).order_by("id").values_list("count", flat=True)) == [30, 2]
