@@ -34,20 +34,28 @@ class InformConsumer(GuardedConsumer):
     socket unless the client asks again with `sync`."""
 
     client_schema = frames.CLIENT_FRAME
+    # Defaults on the class: an idle socket's __dict__ holds only what differs.
+    joined = False
+    stable: int | None = None  # None: no database read on this socket yet
+    sent_bound_sync: "asyncio.Future | None" = None
+    site_updates_off = False  # the person's preference, read at every sync
+    _sync_lock: asyncio.Lock | None = None
+
+    @property
+    def sync_lock(self) -> asyncio.Lock:
+        """One sync or catch-up at a time (made on first use: most sockets sync once)."""
+        if self._sync_lock is None:
+            self._sync_lock = asyncio.Lock()
+        return self._sync_lock
 
     async def connect(self):
         self.user = self.scope["user"]
         self.is_signed_in = self.user.is_authenticated
-        self.hub_groups = [push.SITE_GROUP]
-        self.joined = False
+        self.hub_groups = (push.SITE_GROUP,)
         if self.is_signed_in:  # anonymous sockets have no stream to resume (and stay small)
-            self.hub_groups.append(push.user_group(self.user.pk))
-            self.stable: int | None = None  # None: no database read on this socket yet
+            self.hub_groups = (push.SITE_GROUP, push.user_group(self.user.pk))
             self.sent: set[int] = set()
-            self.sync_lock = asyncio.Lock()  # one sync or catch-up at a time
-            self.sent_bound_sync: asyncio.Future | None = None
             self.opened_at = timezone.now()
-            self.site_updates_off = False  # the person's preference, read at every sync
         try:
             await get_hub().join(self, self.hub_groups)
         except Exception as exc:
