@@ -96,7 +96,9 @@ class Hub:
                 waits.add(self._joining.get(group) or self._queue(group))
         if waits:
             try:
-                await asyncio.gather(*waits)
+                # Shielded: a batch's future is shared, and a cancelled join (daphne gives up
+                # on a slow handshake) must not cancel it for every other socket in the batch.
+                await asyncio.gather(*(asyncio.shield(w) for w in waits))
             except BaseException:
                 self._forget(socket, groups)
                 raise
@@ -146,8 +148,9 @@ class Hub:
             except BaseException as exc:
                 for group in batch:
                     self._joining.pop(group, None)
-                done.set_exception(exc if isinstance(exc, Exception) else ConnectionError("join cancelled"))
-                done.exception()  # retrieved: every waiter sees it, none may be left
+                if not done.done():
+                    done.set_exception(exc if isinstance(exc, Exception) else ConnectionError("join cancelled"))
+                    done.exception()  # retrieved: every waiter sees it, none may be left
                 if not isinstance(exc, Exception):
                     raise
                 continue
@@ -156,7 +159,8 @@ class Hub:
             if channel == self.channel:
                 self._subscribed |= batch
                 transport.watch_reconnects(self._layer_reconnected)
-            done.set_result(None)
+            if not done.done():
+                done.set_result(None)
 
     def _layer_reconnected(self) -> None:
         """The layer's subscriber connection came back after a drop: whatever was published

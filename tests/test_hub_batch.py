@@ -95,3 +95,24 @@ async def test_a_left_group_stays_subscribed_for_a_while_then_is_left_in_a_batch
     assert layer_commands == [("leave", 2)]
     assert hub.channel is not None and set(hub.members) == {"site"}
     await hub.leave(keeper, ["site"])
+
+
+async def test_a_cancelled_join_does_not_fail_the_others_in_its_batch(layer_commands):
+    """daphne cancels a handshake that takes too long; the other sockets whose groups were
+    in the same layer command must still join (found by the fleet benchmark's storm)."""
+    hub = Hub()
+    keeper = FakeSocket()
+    await hub.join(keeper, ["site"])
+    sockets = [FakeSocket() for _ in range(20)]
+    joins = [asyncio.ensure_future(hub.join(s, [f"user.{92000 + i}"])) for i, s in enumerate(sockets)]
+    await asyncio.sleep(0)  # all queued in one batch, its command not yet answered
+    joins[0].cancel()
+    results = await asyncio.gather(*joins, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert results[1:] == [None] * 19
+    await transport.agroup_send("user.92007", {"frame": {"type": "x"}})
+    await until(lambda: sockets[7].frames, "the push to a socket of the batch")
+    assert "user.92000" not in hub.members  # the cancelled socket is not left behind
+    for i, s in enumerate(sockets[1:], 1):
+        await hub.leave(s, [f"user.{92000 + i}"])
+    await hub.leave(keeper, ["site"])
