@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import run as bench_run  # noqa: E402
 from bench.run import (  # noqa: E402
     ORIGIN,
     RESULTS,
@@ -344,12 +345,15 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", action="store_true",
                     help="py-spy record the first daphne process during the storm (bench/results/profile-fleet-storm.txt)")
     ap.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--daphne-arg", action="append", default=[],
+                    help="extra daphne argument, e.g. --daphne-arg=--websocket_connect_timeout=30")
     ap.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
                                                              "postgres://postgres@127.0.0.1:5432/mblog_bench"))
     ap.add_argument("--out", default=None)
     ap.add_argument("--max-seconds", type=float, default=900, help="hard stop for the whole run")
     args = ap.parse_args(argv)
     args.backlog = 4096
+    bench_run.DAPHNE_ARGS[:] = args.daphne_arg
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = Path(args.out) if args.out else RESULTS / f"fleet-P{args.procs}-N{args.clients}-R{args.redis}.json"
@@ -384,6 +388,7 @@ def main(argv=None) -> int:
     servers, clients, users = [], None, []
     result: dict = {"procs": args.procs, "n": args.clients, "redis": args.redis, "cpus": os.cpu_count(),
                     "loadavg_at_start": os.getloadavg(), "argv": sys.argv[1:], "server_env": server_env,
+                    "daphne_args": args.daphne_arg,
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     latencies: dict = {"broadcast": {}, "personal": {}}
     try:
