@@ -229,6 +229,7 @@ class Worker:
             while time.monotonic() - start < timeout:
                 attempts += 1
                 conn = None
+                began = time.monotonic()
                 try:
                     request = handshake(host, port, path, f"{origin}:{port}", cookie)
                     conn = await self._open(host, port, request, 30, SyncingConn)
@@ -237,7 +238,7 @@ class Worker:
                     results.append({"synced_at": t - start, "attempts": attempts, "sheds": sheds})
                     return
                 except Exception as exc:  # noqa: BLE001 - retried
-                    failures[_failure_kind(exc, conn)] += 1
+                    failures[_failure_kind(exc, conn, time.monotonic() - began)] += 1
                     if conn is not None and conn.close_code == 4503:
                         sheds += 1
                         try:
@@ -329,14 +330,15 @@ class Worker:
                 return
 
 
-def _failure_kind(exc: BaseException, conn: "SyncingConn | None") -> str:
+def _failure_kind(exc: BaseException, conn: "SyncingConn | None", after: float) -> str:
     """What a storm attempt ended with: a close code, a timeout (of the handshake or of
-    the wait for `synced`), or the error."""
+    the wait for `synced`), or the error, and how long after the attempt began."""
     if conn is not None and conn.close_code is not None:
         return f"close {conn.close_code}"
     if isinstance(exc, TimeoutError):
         return "timeout waiting for synced" if conn is not None else "timeout opening"
-    return f"{type(exc).__name__}: {exc}"[:60]
+    when = "<1 s" if after < 1 else "1-5 s" if after < 5 else "5-30 s" if after < 30 else ">30 s"
+    return f"{type(exc).__name__}: {exc}"[:50] + f" ({when})"
 
 
 def worker_main(pipe) -> None:
