@@ -251,3 +251,13 @@ def trim_after_handshake(protocol, receive) -> None:
     ):
         queue._putters = _NO_PUTTERS
         queue._finished = _NO_JOIN
+
+
+def listening_port(send):
+    """The Twisted listening port a daphne connection came in on (its ``stopReading`` /
+    ``startReading`` pause and resume accepting), or None."""
+    protocol = daphne_protocol(send)
+    port = getattr(getattr(protocol, "transport", None), "server", None)
+    if hasattr(port, "stopReading") and hasattr(port, "startReading"):
+        return port
+    return None
