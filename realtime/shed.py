@@ -25,6 +25,7 @@ nothing and no handshake timer runs, instead of being accepted to be shed or to 
 (measured: most failed attempts were autobahn's 5 s handshake timeout, a reset).
 """
 
+import asyncio
 import json
 import random
 import time
@@ -36,6 +37,7 @@ from . import metrics, wire
 CLOSE_RETRY_AFTER = 4503  # 4000 + 503 Service Unavailable
 HANDSHAKE_TARGET_SECONDS = 1.0
 MIN_PENDING = 8
+PAUSE_SECONDS = 1.0
 
 
 class _Watched:
@@ -139,13 +141,20 @@ class LoadShedMiddleware:
         port = wire.listening_port(send)
         if port is not None and port not in self.paused:
             port.stopReading()
+            if not self.paused:
+                # Never longer than PAUSE_SECONDS at a time, whatever the handshakes in
+                # progress do (one stuck must not stop the process accepting for good).
+                asyncio.get_running_loop().call_later(PAUSE_SECONDS, self._resume_all)
             self.paused.add(port)
+
+    def _resume_all(self) -> None:
+        for port in self.paused:
+            port.startReading()
+        self.paused.clear()
 
     def resume(self) -> None:
         if self.paused and (not self.cap or self.pending < self.cap):
-            for port in self.paused:
-                port.startReading()
-            self.paused.clear()
+            self._resume_all()
 
     async def _shed(self, receive, send) -> None:
         metrics.CLOSES.labels("overloaded").inc()
