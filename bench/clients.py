@@ -216,11 +216,12 @@ class Worker:
     async def storm(self, host, ports, path, origin, cookies, jitter, timeout) -> dict:
         """Every socket back at once, as after a mass disconnect: each client waits a random
         part of `jitter` seconds, connects to ports[i % len(ports)], sends `sync` and waits
-        for `synced`. Shed (4503 "retry after N"): it waits about N s and tries again; any
+        for `synced`. Shed (4503 "retry after N"): it waits (0.5 to 1.5) x N s, as the browser does, and tries again; any
         other failure: exponential backoff with full jitter. Returns per-client figures."""
         rng = random.Random(os.getpid())
         start = time.monotonic()
         results = []
+        failures: Counter = Counter()
 
         async def one(i, cookie):
             port = ports[i % len(ports)]
@@ -230,6 +231,7 @@ class Worker:
             while time.monotonic() - start < timeout:
                 attempts += 1
                 conn = None
+                began = time.monotonic()
                 try:
                     request = handshake(host, port, path, f"{origin}:{port}", cookie)
                     conn = await self._open(host, port, request, 30, SyncingConn)
@@ -237,13 +239,15 @@ class Worker:
                     t = await asyncio.wait_for(conn.synced, 20)
                     results.append({"synced_at": t - start, "attempts": attempts, "sheds": sheds})
                     return
-                except Exception:  # noqa: BLE001 - retried
+                except Exception as exc:  # noqa: BLE001 - retried
+                    failures[_failure_kind(exc, conn, time.monotonic() - began)] += 1
                     if conn is not None and conn.close_code == 4503:
                         sheds += 1
                         try:
                             wait = float(conn.close_reason.rsplit(" ", 1)[-1])
                         except ValueError:
-                            wait = 3.0
+                            wait = 5.0
+                        wait *= 0.5 + rng.random()  # as the browser does (static/inform/inform.js)
                     else:
                         wait = rng.random() * backoff
                         backoff = min(backoff * 2, 10)
@@ -253,7 +257,7 @@ class Worker:
             results.append({"synced_at": None, "attempts": attempts, "sheds": sheds})
 
         await asyncio.gather(*(one(i, c) for i, c in enumerate(cookies)))
-        return {"clients": results, "started": start}
+        return {"clients": results, "started": start, "failures": dict(failures)}
 
     def entries(self) -> dict:
         """What each socket (by its cookie) would show from the inform frames it got since
@@ -346,6 +350,17 @@ class Worker:
             elif cmd == "quit":
                 await self.close_all(timeout=2)
                 return
+
+
+def _failure_kind(exc: BaseException, conn: "SyncingConn | None", after: float) -> str:
+    """What a storm attempt ended with: a close code, a timeout (of the handshake or of
+    the wait for `synced`), or the error, and how long after the attempt began."""
+    if conn is not None and conn.close_code is not None:
+        return f"close {conn.close_code}"
+    if isinstance(exc, TimeoutError):
+        return "timeout waiting for synced" if conn is not None else "timeout opening"
+    when = "<1 s" if after < 1 else "1-5 s" if after < 5 else "5-30 s" if after < 30 else ">30 s"
+    return f"{type(exc).__name__}: {exc}"[:50] + f" ({when})"
 
 
 def worker_main(pipe) -> None:

@@ -34,20 +34,28 @@ class InformConsumer(GuardedConsumer):
     socket unless the client asks again with `sync`."""
 
     client_schema = frames.CLIENT_FRAME
+    # Defaults on the class: an idle socket's __dict__ holds only what differs.
+    joined = False
+    stable: int | None = None  # None: no database read on this socket yet
+    sent_bound_sync: "asyncio.Future | None" = None
+    site_updates_off = False  # the person's preference, read at every sync
+    _sync_lock: asyncio.Lock | None = None
+
+    @property
+    def sync_lock(self) -> asyncio.Lock:
+        """One sync or catch-up at a time (made on first use: most sockets sync once)."""
+        if self._sync_lock is None:
+            self._sync_lock = asyncio.Lock()
+        return self._sync_lock
 
     async def connect(self):
         self.user = self.scope["user"]
         self.is_signed_in = self.user.is_authenticated
-        self.hub_groups = [push.SITE_GROUP]
-        self.joined = False
+        self.hub_groups = (push.SITE_GROUP,)
         if self.is_signed_in:  # anonymous sockets have no stream to resume (and stay small)
-            self.hub_groups.append(push.user_group(self.user.pk))
-            self.stable: int | None = None  # None: no database read on this socket yet
+            self.hub_groups = (push.SITE_GROUP, push.user_group(self.user.pk))
             self.sent: set[int] = set()
-            self.sync_lock = asyncio.Lock()  # one sync or catch-up at a time
-            self.sent_bound_sync: asyncio.Future | None = None
             self.opened_at = timezone.now()
-            self.site_updates_off = False  # the person's preference, read at every sync
         try:
             await get_hub().join(self, self.hub_groups)
         except Exception as exc:
@@ -98,20 +106,23 @@ class InformConsumer(GuardedConsumer):
     async def send_stream_after(self, after: int, *, only_unsent: bool = False) -> None:
         """Every stored notification with id > after (only_unsent: not yet sent on this
         socket), oldest first, page by page as the client reads them; then the unread
-        count and the new resume point (`synced`)."""
+        count and the new resume point (`synced`). One trip to the database thread and
+        one query when nothing is new (a reconnect storm is mostly that)."""
         async with self.sync_lock:
             if only_unsent and self.stable is not None:
                 after = max(after, self.stable)  # at or below it, all was sent (and forgotten)
-            upto = await database_sync_to_async(selectors.latest_notification_id)()
+            state, batch = await database_sync_to_async(selectors.sync_start)(self.user, after, SYNC_BATCH)
+            upto, counters = state.upto, state.counters
+            self.site_updates_off = state.site_updates_off
             if after > upto:
                 # A resume point this database never gave (restored, or another site):
                 # nothing can be caught up exactly; the client reloads its state.
                 self.stable, self.sent = upto, set()
                 await self.send_frame(frames.reset_frame(upto))
-                await self.send_frame(frames.unread_frame(await database_sync_to_async(selectors.counters)(self.user)))
+                await self.send_frame(frames.unread_frame(counters))
                 return
+            pages = 1
             while True:
-                batch = await database_sync_to_async(selectors.notifications_between)(self.user, after, upto, SYNC_BATCH)
                 for n in batch:
                     if not (only_unsent and n.id in self.sent):
                         self.sent.add(n.id)
@@ -121,8 +132,10 @@ class InformConsumer(GuardedConsumer):
                 after = batch[-1].id
                 if not await self.drained():
                     return
-            counters = await database_sync_to_async(selectors.counters)(self.user)
-            self.site_updates_off = await database_sync_to_async(selectors.site_updates_off)(self.user)
+                batch = await database_sync_to_async(selectors.notifications_between)(self.user, after, upto, SYNC_BATCH)
+                pages += 1
+            if pages > 1:  # a long answer: count again at its end, as the last push left them
+                counters = await database_sync_to_async(selectors.counters)(self.user)
             self.stable = upto if self.stable is None else max(self.stable, upto)
             self.sent = {i for i in self.sent if i > self.stable}
             await self.send_frame(frames.unread_frame(counters))

@@ -102,6 +102,18 @@ def counters_of(user_ids: Iterable[int]) -> dict[int, Counters]:
     (docs/performance.md)."""
     ids = [int(i) for i in user_ids]
     result: dict[int, Counters] = {}
+    for start in range(0, len(ids), UNREAD_COUNTS_BATCH):
+        batch = ids[start : start + UNREAD_COUNTS_BATCH]
+        with connection.cursor() as cursor:
+            cursor.execute(_counters_sql(len(batch)), batch)
+            result.update((uid, Counters(unread, unseen, (version, newest)))
+                          for uid, unread, unseen, version, newest in cursor.fetchall())
+    return result
+
+
+def _counters_sql(n_users: int, extra_columns: str = "") -> str:
+    """SELECT u.id, unread, unseen, counters version, newest notification id
+    [, extra_columns] for n_users ids (parameters)."""
     User = get_user_model()
     greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
     notifications, receipts = Notification._meta.db_table, SiteUpdateRead._meta.db_table
@@ -110,26 +122,49 @@ def counters_of(user_ids: Iterable[int]) -> dict[int, Counters]:
                   AND s.id > {greatest}(COALESCE(st.site_since, 0), COALESCE(st.site_read_upto, 0){{seen}})
                   AND NOT EXISTS (SELECT 1 FROM {receipts} r
                                   WHERE r.user_id = u.id AND r.notification_id = s.id))"""
-    for start in range(0, len(ids), UNREAD_COUNTS_BATCH):
-        batch = ids[start : start + UNREAD_COUNTS_BATCH]
-        sql = f"""
-            SELECT u.id,
-              (SELECT COUNT(*) FROM {notifications} n
-                WHERE n.recipient_id = u.id AND n.read_at IS NULL)
-              + {site_unread.format(seen="")},
-              (SELECT COUNT(*) FROM {notifications} n
-                WHERE n.recipient_id = u.id AND n.read_at IS NULL AND n.id > COALESCE(st.seen_upto, 0))
-              + {site_unread.format(seen=", COALESCE(st.seen_upto, 0)")},
-              COALESCE(st.counters_version, 0),
-              (SELECT COALESCE(MAX(s.id), 0) FROM {notifications} s)
-            FROM {User._meta.db_table} u LEFT JOIN {InformState._meta.db_table} st ON st.user_id = u.id
-            WHERE u.id IN ({", ".join(["%s"] * len(batch))})
-        """
-        with connection.cursor() as cursor:
-            cursor.execute(sql, batch)
-            result.update((uid, Counters(unread, unseen, (version, site)))
-                          for uid, unread, unseen, version, site in cursor.fetchall())
-    return result
+    return f"""
+        SELECT u.id,
+          (SELECT COUNT(*) FROM {notifications} n
+            WHERE n.recipient_id = u.id AND n.read_at IS NULL)
+          + {site_unread.format(seen="")},
+          (SELECT COUNT(*) FROM {notifications} n
+            WHERE n.recipient_id = u.id AND n.read_at IS NULL AND n.id > COALESCE(st.seen_upto, 0))
+          + {site_unread.format(seen=", COALESCE(st.seen_upto, 0)")},
+          COALESCE(st.counters_version, 0),
+          (SELECT COALESCE(MAX(s.id), 0) FROM {notifications} s)
+          {extra_columns}
+        FROM {User._meta.db_table} u LEFT JOIN {InformState._meta.db_table} st ON st.user_id = u.id
+        WHERE u.id IN ({", ".join(["%s"] * n_users)})
+    """
+
+
+class SyncState(NamedTuple):
+    """What a socket's `sync` needs besides the rows, read in one statement (one
+    snapshot): the resume point, the counters, and whether site updates are off."""
+
+    upto: int
+    counters: Counters
+    site_updates_off: bool
+
+
+def sync_state(user) -> SyncState:
+    """One query: a reconnect storm's sync with nothing new costs only this."""
+    off = f"COALESCE(st.site_update = '{Delivery.OFF.value}', FALSE)"
+    with connection.cursor() as cursor:
+        cursor.execute(_counters_sql(1, f", {off}"), [user.pk])
+        row = cursor.fetchone()
+    if row is None:  # the user row is gone (deleted meanwhile): nothing of theirs to count
+        return SyncState(latest_notification_id(), Counters(), False)
+    _, unread, unseen, version, upto, site_off = row
+    return SyncState(upto, Counters(unread, unseen, (version, upto)), bool(site_off))
+
+
+def sync_start(user, after: int, limit: int) -> tuple[SyncState, list[Notification]]:
+    """The state, then the first page of the stream after `after` up to the state's
+    resume point: one trip to the database thread, one query when nothing is new."""
+    state = sync_state(user)
+    rows = notifications_between(user, after, state.upto, limit) if after < state.upto else []
+    return state, rows
 
 
 def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:

@@ -31,6 +31,8 @@ DRAIN_POLL = 0.02
 
 
 class TokenBucket:
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
     def __init__(self, rate: float, burst: int) -> None:
         self.rate, self.burst = rate, burst
         self.tokens = float(burst)
@@ -52,6 +54,10 @@ class GuardedConsumer(AsyncWebsocketConsumer):
     consumer that raises would otherwise leave its groups, tasks and presence behind)."""
 
     client_schema = None
+    # Defaults on the class: an idle socket's __dict__ holds only what differs.
+    _dropped = False
+    strikes = 0
+    _auth_groups: tuple[str, ...] = ()
 
     async def __call__(self, scope, receive, send):
         # AsyncConsumer.__call__ without a layer channel per socket (the process hub receives
@@ -59,6 +65,7 @@ class GuardedConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
+        self._receive = receive
         self.close_code = 1011  # if we leave by an exception
         try:
             while True:
@@ -94,11 +101,8 @@ class GuardedConsumer(AsyncWebsocketConsumer):
         # connection storm would otherwise allocate for every socket mid-fan-out.
         self._protocol = wire.daphne_protocol(self.base_send)
         self._direct_send = wire.direct_sender(self._protocol) if self._protocol is not None else None
-        self._dropped = False
         self.bucket = TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST)
-        self.strikes = 0
         self._disconnected = False
-        self._auth_groups: tuple[str, ...] = ()
         user = self.scope.get("user")
         key = self.scope.get("auth_key") or self.scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
         self.session = sessions.session_tag(key) if (user is not None and user.is_authenticated) else None
@@ -111,6 +115,9 @@ class GuardedConsumer(AsyncWebsocketConsumer):
             await self.connect()
         except DenyConnection:
             await self.close()
+        if self._protocol is not None:
+            wire.trim_after_handshake(self._protocol, self._receive)
+        del self._receive
 
     async def end_session(self) -> None:
         """The session this socket was opened with has ended (signed out elsewhere too)."""

@@ -16,6 +16,7 @@ and asks every local socket to catch up from the database.
 import asyncio
 import itertools
 import logging
+import time
 import weakref
 from collections import defaultdict
 from typing import Protocol
@@ -42,6 +43,9 @@ def add_local_source(start) -> None:
 # Layers forget group members after group_expiry (a day by default); re-joining
 # hourly keeps a long-lived process subscribed whatever the layer.
 REJOIN_SECONDS = 3600
+# A group whose last local socket left stays subscribed this long (a tab that reloads, or
+# a reconnect storm, joins again without a layer command); then it is left in a batch.
+IDLE_SECONDS = 10.0
 
 
 class HubSocket(Protocol):
@@ -56,32 +60,107 @@ class HubSocket(Protocol):
 
 
 class Hub:
+    """Joins and leaves are batched: a socket's groups are noted at once, and the layer
+    is told in one command per Redis server for every group that changed meanwhile. In a
+    reconnect storm thousands of sockets leave and join together; one layer command per
+    group, each taking its turn under a lock and a turn of a crowded event loop, kept
+    handshakes waiting past daphne's timeouts (docs/scaling.md). A group whose last socket
+    left stays subscribed for IDLE_SECONDS, so a returning tab joins without a command."""
+
     def __init__(self) -> None:
         self.channel: str | None = None
         self.members: dict[str, set[HubSocket]] = defaultdict(set)
         self.healthy = True
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # starting and stopping the channel
         self._tasks: list[asyncio.Task] = []
         self._probe_token = itertools.count(1)
         self._probe_waiters: dict[int, asyncio.Future] = {}
         self._wake = asyncio.Event()  # a reconnect was seen: probe and heal now
+        self._subscribed: set[str] = set()  # groups the layer delivers to self.channel
+        self._joining: dict[str, asyncio.Future] = {}  # group -> its batch's subscribe
+        self._queued: set[str] = set()  # groups for the next batch
+        self._queued_done: asyncio.Future | None = None
+        self._flusher: asyncio.Task | None = None
+        self._starting: asyncio.Task | None = None
+        self._idle: dict[str, float] = {}  # subscribed group without sockets -> since when
 
     async def join(self, socket: HubSocket, groups: list[str]) -> None:
         """Returns once the layer will deliver every group's messages to this socket."""
+        if self.channel is None:
+            await self._started()
+        waits = set()
+        for group in groups:
+            self.members[group].add(socket)
+            self._idle.pop(group, None)
+            if group not in self._subscribed:
+                waits.add(self._joining.get(group) or self._queue(group))
+        if waits:
+            try:
+                # Shielded: a batch's future is shared, and a cancelled join (daphne gives up
+                # on a slow handshake) must not cancel it for every other socket in the batch.
+                await asyncio.gather(*(asyncio.shield(w) for w in waits))
+            except BaseException:
+                self._forget(socket, groups)
+                raise
+
+    async def _started(self) -> None:
+        # One task starts the hub and every join waiting for it wakes at once (each waiter
+        # taking the lock in turn would cost a turn of the event loop apiece).
+        if self._starting is None or self._starting.done():
+            self._starting = asyncio.create_task(self._start_locked())
+        await asyncio.shield(self._starting)
+        if self.channel is None:
+            raise ConnectionError("the hub stopped while starting")
+
+    async def _start_locked(self) -> None:
         async with self._lock:
             if self.channel is None:
-                self.channel = await transport.new_hub_channel()
-                self._tasks = [asyncio.create_task(self._receive_loop()), asyncio.create_task(self._probe_loop())]
-                for start in _local_sources:
-                    try:
-                        self._tasks.append(asyncio.create_task(await start()))
-                    except Exception:
-                        log.exception("local source %r did not start", start)
-            for group in groups:
-                if not self.members[group]:
-                    await transport.hub_join(group, self.channel)
-                    transport.watch_reconnects(self._layer_reconnected)
-                self.members[group].add(socket)
+                await self._start()
+
+    async def _start(self) -> None:
+        self.channel = await transport.new_hub_channel()
+        self._tasks = [asyncio.create_task(self._receive_loop()), asyncio.create_task(self._probe_loop())]
+        for start in _local_sources:
+            try:
+                self._tasks.append(asyncio.create_task(await start()))
+            except Exception:
+                log.exception("local source %r did not start", start)
+
+    def _queue(self, group: str) -> asyncio.Future:
+        if self._queued_done is None:
+            self._queued_done = asyncio.get_running_loop().create_future()
+        self._queued.add(group)
+        self._joining[group] = self._queued_done
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return self._queued_done
+
+    async def _flush(self) -> None:
+        """Subscribe what was queued, one batch at a time; joins that come meanwhile form
+        the next batch."""
+        await asyncio.sleep(0)  # the joins of this turn of the event loop join this batch
+        while self._queued:
+            batch, done = self._queued, self._queued_done
+            self._queued, self._queued_done = set(), None
+            channel = self.channel
+            try:
+                await transport.hub_join(batch, channel)
+            except BaseException as exc:
+                for group in batch:
+                    self._joining.pop(group, None)
+                if not done.done():
+                    done.set_exception(exc if isinstance(exc, Exception) else ConnectionError("join cancelled"))
+                    done.exception()  # retrieved: every waiter sees it, none may be left
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for group in batch:
+                self._joining.pop(group, None)
+            if channel == self.channel:
+                self._subscribed |= batch
+                transport.watch_reconnects(self._layer_reconnected)
+            if not done.done():
+                done.set_result(None)
 
     def _layer_reconnected(self) -> None:
         """The layer's subscriber connection came back after a drop: whatever was published
@@ -92,30 +171,60 @@ class Hub:
             self._wake.set()
 
     async def leave(self, socket: HubSocket, groups: "list[str] | tuple[str, ...]") -> None:
-        async with self._lock:
-            for group in groups:
-                members = self.members.get(group)
-                if members is None:
-                    continue
-                members.discard(socket)
-                if not members:
-                    del self.members[group]
-                    try:
-                        await transport.hub_leave(group, self.channel)
-                    except Exception as exc:
-                        log.warning("could not leave group %s: %s", group, exc)
-            if not self.members and self.channel is not None:
-                await self._stop()
+        """No layer command: a group left without sockets is unsubscribed after
+        IDLE_SECONDS (in a batch), or with the channel when the last socket goes."""
+        self._forget(socket, groups)
+        if not self.members and self.channel is not None:
+            async with self._lock:
+                if not self.members and self.channel is not None:
+                    await self._stop()
+
+    def _forget(self, socket: HubSocket, groups) -> None:
+        now = time.monotonic()
+        for group in groups:
+            members = self.members.get(group)
+            if members is None:
+                continue
+            members.discard(socket)
+            if not members:
+                del self.members[group]
+                self._idle[group] = now
+
+    async def _leave_idle(self, older_than: float) -> None:
+        """Unsubscribe the groups without sockets for longer than older_than seconds."""
+        cutoff = time.monotonic() - older_than
+        gone = {g for g, since in self._idle.items() if since <= cutoff and g in self._subscribed}
+        if not gone:
+            return
+        # Forgotten before the command: a join meanwhile queues its own subscribe, which
+        # reaches the same Redis connection after this unsubscribe.
+        for group in gone:
+            del self._idle[group]
+        self._subscribed -= gone
+        try:
+            await transport.hub_leave(gone, self.channel)
+        except Exception as exc:
+            log.warning("could not leave %d idle groups: %s", len(gone), exc)
 
     async def _stop(self) -> None:
         # Forget the channel before waiting: the wait can be cancelled (daphne cancels an
         # application that takes too long to close, as in a connection storm), and a hub
         # left holding a channel whose receive loop is gone would never deliver again, nor
         # let a socket join a new group (the layer has dropped the channel).
-        tasks, self._tasks, self.channel = self._tasks, [], None
+        channel, tasks, self._tasks, self.channel = self.channel, self._tasks, [], None
+        groups, self._subscribed, self._idle = self._subscribed | set(self._joining), set(), {}
+        if self._queued_done is not None and not self._queued_done.done():
+            self._queued_done.set_exception(ConnectionError("the hub stopped"))
+            self._queued_done.exception()
+        self._joining, self._queued, self._queued_done = {}, set(), None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if groups:
+            try:
+                await transport.hub_leave(groups, channel)
+            except Exception as exc:
+                log.warning("could not leave %d groups: %s", len(groups), exc)
 
     async def _receive_loop(self) -> None:
         channel = self.channel
@@ -191,6 +300,7 @@ class Hub:
             except TimeoutError:
                 pass
             self._wake.clear()
+            await self._leave_idle(IDLE_SECONDS)
             if await self._probe(timeout=timeout):
                 if not self.healthy:
                     await self._heal()
@@ -201,14 +311,12 @@ class Hub:
                 log.error("channel layer stopped delivering; local sockets will catch up when it returns")
 
     async def _rejoin(self) -> bool:
-        async with self._lock:
-            try:
-                for group in list(self.members):
-                    await transport.hub_join(group, self.channel)
-                return True
-            except Exception as exc:
-                log.warning("re-joining groups failed, will retry: %s", exc)
-                return False
+        try:
+            await transport.hub_join(set(self._subscribed), self.channel)
+            return True
+        except Exception as exc:
+            log.warning("re-joining groups failed, will retry: %s", exc)
+            return False
 
     async def _heal(self) -> None:
         if not await self._rejoin():

@@ -10,6 +10,7 @@ Every process must name the same set of servers.
 
 import asyncio
 import hashlib
+from collections import defaultdict
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -47,6 +48,61 @@ class RendezvousLoopLayer(RedisPubSubLoopLayer):
 
     def _get_shard(self, channel_or_group_name):
         return self._shards[self._shard_index(channel_or_group_name)]
+
+    # group_add/group_discard for many groups at once: one SUBSCRIBE or UNSUBSCRIBE per
+    # server instead of one command (and one turn of the shard's lock) per group. The
+    # process hub joins and leaves its groups in batches (realtime.hub).
+
+    async def group_add_many(self, groups, channel) -> None:
+        if channel not in self.channels:
+            raise RuntimeError("group_add_many() is for channels that exist in-process")
+        by_shard = defaultdict(list)
+        for group in groups:
+            name = self._get_group_channel_name(group)
+            self.groups.setdefault(name, set()).add(channel)
+            by_shard[self._get_shard(name)].append(name)
+        await asyncio.gather(*(_subscribe(shard, names) for shard, names in by_shard.items()))
+
+    async def group_discard_many(self, groups, channel) -> None:
+        by_shard = defaultdict(list)
+        for group in groups:
+            name = self._get_group_channel_name(group)
+            members = self.groups.get(name)
+            if members is None or channel not in members:
+                continue
+            members.discard(channel)
+            if not members:
+                del self.groups[name]
+                by_shard[self._get_shard(name)].append(name)
+        await asyncio.gather(*(_unsubscribe(shard, names) for shard, names in by_shard.items()))
+
+
+_BATCH = 1000  # channel names per command
+
+
+async def _subscribe(shard, names: list) -> None:
+    """channels-redis's RedisSingleShardConnection.subscribe, for many names."""
+    async with shard._lock:
+        new = [n for n in dict.fromkeys(names) if n not in shard._subscribed_to]
+        if not new:
+            return
+        shard._ensure_redis()
+        shard._ensure_receiver()
+        for i in range(0, len(new), _BATCH):
+            await shard._pubsub.subscribe(*new[i : i + _BATCH])
+            shard._subscribed_to.update(new[i : i + _BATCH])
+
+
+async def _unsubscribe(shard, names: list) -> None:
+    async with shard._lock:
+        gone = [n for n in dict.fromkeys(names) if n in shard._subscribed_to]
+        if not gone:
+            return
+        shard._ensure_redis()
+        shard._ensure_receiver()
+        for i in range(0, len(gone), _BATCH):
+            await shard._pubsub.unsubscribe(*gone[i : i + _BATCH])
+            shard._subscribed_to.difference_update(gone[i : i + _BATCH])
 
 
 class ShardedPubSubChannelLayer(RedisPubSubChannelLayer):

@@ -7,43 +7,106 @@ an `overloaded` error frame with `retry_after` (seconds) and closed with 4503 an
 reason "retry after N": the client waits about that long (with jitter) and tries again,
 maybe on another process, instead of piling onto one that is already behind. 0 turns a
 cap off. Outermost in the WebSocket stack, so a shed socket costs no session read.
+
+A shed socket costs a process almost a whole handshake, and a fixed retry_after sends a
+whole storm back together, to be shed again (measured: 4-6 sheds per socket in a storm of
+2,000, docs/scaling.md). So retry_after paces the comeback: each shed socket gets the
+next free slot at the rate this process has been accepting sockets, never sooner than
+about WS_RETRY_AFTER_SECONDS.
+
+A fixed cap on handshakes in progress is also wrong for a process that is short of CPU:
+past daphne's 5 s handshake timeouts the work already done on a handshake is lost and
+the client tries again at once (measured: most attempts of a storm on a loaded machine).
+While handshakes take longer than HANDSHAKE_TARGET_SECONDS, the cap is what the process
+finishes in that time (Little's law: accept rate x target), never below MIN_PENDING.
+And while the cap is reached, the process stops accepting connections on the listening
+port (under daphne): new ones wait in the kernel's listen queue, where waiting costs
+nothing and no handshake timer runs, instead of being accepted to be shed or to time out
+(measured: most failed attempts were autobahn's 5 s handshake timeout, a reset).
 """
 
+import asyncio
 import json
 import random
+import time
 
 from django.conf import settings
 
-from . import metrics
+from . import metrics, wire
 
 CLOSE_RETRY_AFTER = 4503  # 4000 + 503 Service Unavailable
+HANDSHAKE_TARGET_SECONDS = 1.0
+MIN_PENDING = 8
+PAUSE_SECONDS = 1.0
 
 
 class _Watched:
     """The send of one socket, noting when its handshake ends (accepted or refused).
     Holds the next send as real_send, so realtime.wire still finds daphne's connection."""
 
-    __slots__ = ("real_send", "shed", "pending", "open")
+    __slots__ = ("real_send", "shed", "pending", "open", "started")
 
     def __init__(self, real_send, shed: "LoadShedMiddleware") -> None:
         self.real_send, self.shed, self.pending, self.open = real_send, shed, True, False
+        self.started = time.monotonic()
 
     async def send(self, message) -> None:
         if self.pending and message["type"] in ("websocket.accept", "websocket.close"):
             self.pending = False
             self.shed.pending -= 1
+            self.shed.resume()
             if message["type"] == "websocket.accept":
                 self.open = True
                 self.shed.open += 1
+                self.shed.pace.accepted(time.monotonic() - self.started)
         await self.real_send(message)
 
     def done(self) -> None:
         if self.pending:
             self.pending = False
             self.shed.pending -= 1
+            self.shed.resume()
         if self.open:
             self.open = False
             self.shed.open -= 1
+
+
+class _Pace:
+    """The rate this process accepts sockets at (over the last second or so), and the
+    next free time to send a shed socket back to."""
+
+    __slots__ = ("count", "since", "rate", "next_slot", "latency")
+
+    def __init__(self) -> None:
+        self.count, self.since, self.rate, self.next_slot = 0, time.monotonic(), 0.0, 0.0
+        self.latency = 0.0  # seconds from the handshake's start to its accept, smoothed
+
+    def accepted(self, latency: float) -> None:
+        self.count += 1
+        self.latency += 0.1 * (latency - self.latency)
+
+    def pending_cap(self, configured: int) -> int:
+        """configured while handshakes are quick, else what is finished in the target time."""
+        if self.latency <= HANDSHAKE_TARGET_SECONDS:
+            return configured
+        rate = self._rate(time.monotonic(), 0.0)
+        return min(configured, max(MIN_PENDING, int(rate * HANDSHAKE_TARGET_SECONDS)))
+
+    def _rate(self, now: float, floor: float) -> float:
+        elapsed = now - self.since
+        if elapsed >= 1.0:
+            self.rate, self.count, self.since = self.count / elapsed, 0, now
+            elapsed = 0.0
+        current = self.count / elapsed if elapsed >= 0.25 else 0.0
+        # What was measured, however low (a slow process must not call clients back
+        # sooner than it can take them); floor only before anything was measured.
+        return max(self.rate, current) or floor
+
+    def retry_after(self, base: float, floor: float) -> float:
+        """base (already jittered) if nobody is waiting for a slot, else the next one."""
+        now = time.monotonic()
+        self.next_slot = max(self.next_slot + 1.0 / self._rate(now, floor), now + base)
+        return round(self.next_slot - now, 1)
 
 
 class LoadShedMiddleware:
@@ -51,24 +114,54 @@ class LoadShedMiddleware:
         self.inner = inner
         self.pending = 0  # handshakes in progress in this process
         self.open = 0  # sockets accepted and not yet finished
+        self.pace = _Pace()
+        self.cap = 0  # the in-progress cap last applied (0: none)
+        self.paused: set = set()  # listening ports not accepting while the cap is reached
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "websocket":
             return await self.inner(scope, receive, send)
         max_pending, max_open = settings.WS_MAX_PENDING_HANDSHAKES, settings.WS_MAX_SOCKETS_PER_PROCESS
+        if max_pending and self.pending >= MIN_PENDING:
+            max_pending = self.pace.pending_cap(max_pending)
+        self.cap = max_pending
         if (max_pending and self.pending >= max_pending) or (max_open and self.open + self.pending >= max_open):
+            self._pause(send)
             return await self._shed(receive, send)
         self.pending += 1
+        if max_pending and self.pending >= max_pending:
+            self._pause(send)
         watched = _Watched(send, self)
         try:
             return await self.inner(scope, receive, watched.send)
         finally:
             watched.done()
 
+    def _pause(self, send) -> None:
+        port = wire.listening_port(send)
+        if port is not None and port not in self.paused:
+            port.stopReading()
+            if not self.paused:
+                # Never longer than PAUSE_SECONDS at a time, whatever the handshakes in
+                # progress do (one stuck must not stop the process accepting for good).
+                asyncio.get_running_loop().call_later(PAUSE_SECONDS, self._resume_all)
+            self.paused.add(port)
+
+    def _resume_all(self) -> None:
+        for port in self.paused:
+            port.startReading()
+        self.paused.clear()
+
+    def resume(self) -> None:
+        if self.paused and (not self.cap or self.pending < self.cap):
+            self._resume_all()
+
     async def _shed(self, receive, send) -> None:
         metrics.CLOSES.labels("overloaded").inc()
         base = settings.WS_RETRY_AFTER_SECONDS
-        retry_after = round(base * (0.5 + random.random()), 1)  # spread the comeback
+        # Before the first second of accepts is measured: as many as may be in progress, per base.
+        floor = max(settings.WS_MAX_PENDING_HANDSHAKES, 1) / max(base, 0.1)
+        retry_after = self.pace.retry_after(base * (0.5 + random.random()), floor)
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})
         frame = {"type": "error", "code": "overloaded", "detail": "the server is busy; try again shortly",

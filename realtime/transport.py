@@ -119,12 +119,31 @@ async def hub_receive(channel: str) -> dict:
     return await get_channel_layer().receive(channel)
 
 
-async def hub_join(group: str, channel: str) -> None:
-    await get_channel_layer().group_add(group, channel)
+async def hub_join(groups: "set[str] | list[str]", channel: str) -> None:
+    """Join many groups: one command per Redis server with the sharded layer, else one
+    group_add per group."""
+    layer = _loop_layer()
+    if hasattr(layer, "group_add_many"):
+        await layer.group_add_many(groups, channel)
+        return
+    for group in groups:
+        await get_channel_layer().group_add(group, channel)
 
 
-async def hub_leave(group: str, channel: str) -> None:
-    await get_channel_layer().group_discard(group, channel)
+async def hub_leave(groups: "set[str] | list[str]", channel: str) -> None:
+    layer = _loop_layer()
+    if hasattr(layer, "group_discard_many"):
+        await layer.group_discard_many(groups, channel)
+        return
+    for group in groups:
+        await get_channel_layer().group_discard(group, channel)
+
+
+def _loop_layer():
+    """The layer object of this event loop (the pub/sub layers keep one per loop)."""
+    layer = get_channel_layer()
+    get = getattr(layer, "_get_layer", None)
+    return get() if get is not None else layer
 
 
 def watch_reconnects(callback) -> None:

@@ -14,8 +14,12 @@ ASGI path anywhere else (tests' WebsocketCommunicator, uvicorn, ...):
   configuration for a debug log line on every connection, debug logging on or not.
 * ``_share_factory_config()``: autobahn also copies that configuration onto every
   connection; after the first, connections read it from their class.
+* ``trim_after_handshake()``: what an open connection keeps of its handshake and of
+  daphne's per-connection queue that nothing reads again (memory per idle socket).
 """
 
+import asyncio
+import collections
 import functools
 import logging
 import pprint
@@ -215,3 +219,45 @@ def defer_autobahn_config_dump() -> None:
     # Timings.__str__ returns pformat's result as its own, so it must get a real str;
     # the other caller (startHandshake's debug line) is a log argument, formatted lazily.
     _autobahn.Timings.__str__ = lambda self: pprint.pformat(self._timings)
+
+
+# Shared by every daphne application queue: an unbounded asyncio.Queue never parks a
+# putter, and nobody join()s daphne's queues, so these stay empty and unused.
+_NO_PUTTERS: collections.deque = collections.deque()
+_NO_JOIN = asyncio.Event()
+
+
+def trim_after_handshake(protocol, receive) -> None:
+    """Drop, from an open daphne connection, what only its handshake read: autobahn's
+    copy of the raw request and its parsed headers, and daphne's header list (the scope's
+    `headers`, read by the middlewares before the socket was accepted); and share the two
+    parts of daphne's per-connection asyncio.Queue that an unbounded queue never uses
+    (about 4 kB per idle socket, docs/performance.md)."""
+    for name in ("http_request_data", "http_response_data", "http_headers", "http_status_line"):
+        if name in protocol.__dict__:
+            setattr(protocol, name, None if name != "http_headers" else {})
+    request = getattr(protocol, "request", None)
+    if request is not None and isinstance(getattr(request, "headers", None), dict):
+        request.headers = {}
+    headers = getattr(protocol, "clean_headers", None)
+    if isinstance(headers, list):
+        headers.clear()  # the same list is every scope copy's "headers"
+    queue = getattr(receive, "__self__", None)
+    if (
+        type(queue) is asyncio.Queue
+        and queue.maxsize <= 0
+        and not queue._putters
+        and isinstance(getattr(queue, "_finished", None), asyncio.Event)
+    ):
+        queue._putters = _NO_PUTTERS
+        queue._finished = _NO_JOIN
+
+
+def listening_port(send):
+    """The Twisted listening port a daphne connection came in on (its ``stopReading`` /
+    ``startReading`` pause and resume accepting), or None."""
+    protocol = daphne_protocol(send)
+    port = getattr(getattr(protocol, "transport", None), "server", None)
+    if hasattr(port, "stopReading") and hasattr(port, "startReading"):
+        return port
+    return None

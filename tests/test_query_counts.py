@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from inform import selectors
 from inform.context_processors import badge
 from inform.models import Notification, SiteUpdateRead
-from inform.services import notifications_mark_read, send_inform
+from inform.services import notifications_mark_read, preferences_save, send_inform
 
 pytestmark = pytest.mark.django_db
 
@@ -128,6 +128,24 @@ def test_sync_reads_one_batch_in_a_fixed_number_of_queries(pair, django_assert_m
         batch = selectors.notifications_after(alice, 0, 200)
         [n.actor for n in batch]  # actors come with the rows
     assert len(batch) == 200
+
+
+def test_a_sync_with_nothing_new_is_one_query(pair, django_assert_num_queries):
+    """A reconnect storm is mostly sockets that have seen everything: their sync reads the
+    resume point, the counters and the site-update preference in one statement."""
+    alice, bob = pair
+    fill(alice, bob, 20)
+    latest = selectors.latest_notification_id()
+    with django_assert_num_queries(1):
+        state, rows = selectors.sync_start(alice, latest, 200)
+    assert rows == [] and state.upto == latest
+    assert state.counters == selectors.counters(alice) and state.counters.unread > 0
+    assert state.site_updates_off is False
+    with django_assert_num_queries(2):
+        state, rows = selectors.sync_start(alice, 0, 200)
+    assert [n.id for n in rows] == [n.id for n in selectors.notifications_after(alice, 0, 200)]
+    preferences_save(alice, {"site_update": "off"})
+    assert selectors.sync_state(alice).site_updates_off is True
 
 
 def test_send_inform_to_many_costs_per_recipient_not_more(pair, make_user, django_assert_max_num_queries):

@@ -79,3 +79,25 @@ async def test_open_sockets_past_the_cap_are_told_to_retry(settings):
     second = WebsocketCommunicator(shed, "/ws/x/")
     assert (await second.connect(timeout=3))[0]
     await second.disconnect()
+
+
+async def test_a_storm_of_shed_sockets_is_sent_back_spread_at_the_accept_rate(settings):
+    """A fixed retry_after would send a whole storm back at once, to be shed again: each
+    shed socket gets the next slot at the rate the process accepts (here, before any
+    accept was measured: WS_MAX_PENDING_HANDSHAKES per WS_RETRY_AFTER_SECONDS, 2/s)."""
+    settings.WS_MAX_PENDING_HANDSHAKES, settings.WS_MAX_SOCKETS_PER_PROCESS = 2, 0
+    settings.WS_RETRY_AFTER_SECONDS = 1.0
+    app = SlowApp()
+    shed = LoadShedMiddleware(app)
+    slow = [WebsocketCommunicator(shed, "/ws/x/") for _ in range(2)]
+    connecting = [asyncio.ensure_future(c.connect(timeout=5)) for c in slow]
+    while shed.pending < 2:
+        await asyncio.sleep(0.01)
+    waits = [(await shed_answer(WebsocketCommunicator(shed, "/ws/x/")))[0]["retry_after"] for _ in range(10)]
+    assert 0.5 <= waits[0] <= 1.5
+    assert waits == sorted(waits) and len(set(waits)) == 10
+    assert waits[-1] >= 0.5 + 9 * 0.5 - 0.5  # ten sockets at 2/s: spread over about 4.5 s
+    app.go.set()
+    await asyncio.gather(*connecting)
+    for c in slow:
+        await c.disconnect()
