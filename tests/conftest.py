@@ -68,12 +68,32 @@ def pytest_itemcollected(item):
         item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
+def transactional(item) -> bool:
+    db = item.get_closest_marker("django_db")
+    return bool(db and (db.kwargs.get("transaction") or db.kwargs.get("reset_sequences"))) or bool(
+        {"transactional_db", "live_server"} & set(getattr(item, "fixturenames", ()))
+    )
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        # Workers take tests in this order as they free up: the long ones first, so that
-        # none of them starts last and keeps the run waiting.
-        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Parallel runs: workers take tests in this order as they free up (bin/test passes
+    --no-loadscope-reorder), each one a part of it. Every worker keeps pytest-django's rule:
+    no test in a rolled-back transaction after a transactional one, whose flush empties
+    what data migrations made (the lobby). Within that, long tests first, so that none
+    starts last and keeps the run waiting. A group goes where its most demanding test would."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+
+    def group(item):
+        mark = item.get_closest_marker("xdist_group")
+        return mark.args[0] if mark else item.nodeid
+
+    keys: dict[str, tuple[bool, bool]] = {}
+    for item in items:
+        flushes, fast = keys.get(group(item), (False, True))
+        keys[group(item)] = (flushes or transactional(item), fast and item.get_closest_marker("slow") is None)
+    items.sort(key=lambda item: keys[group(item)])  # stable: pytest-django's order within a key
 
 
 @pytest.fixture(scope="session", autouse=True)
