@@ -324,7 +324,9 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
         time.sleep(interval)
 
 
-def wait_for_http(url: str, timeout: float = 20, proc: subprocess.Popen | None = None) -> None:
+def wait_for_http(url: str, timeout: float = 60, proc: subprocess.Popen | None = None) -> None:
+    # Generous: it returns as soon as the server answers (or exits), and a loaded machine
+    # running tests in parallel can take tens of seconds to start one.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -393,13 +395,16 @@ def open_page(context, url):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium chromium-driver (bin/test does)")
     # Playwright's sync API keeps an event loop in this thread; Django's ORM must be told
     # that sync calls from the test body are fine (only while these tests run).
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    # Every expect() waits until its condition holds; its limit only bounds a failure, and
+    # 5 s (Playwright's default) is short for a page on a loaded machine.
+    expect.set_options(timeout=15_000)
     try:
         with sync_playwright() as pw:
             b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
