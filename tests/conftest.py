@@ -426,6 +426,31 @@ def login(live_url):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def flush_outlives_a_deadlock():
+    """A transactional test ends with a flush (one TRUNCATE of every table). The live
+    daphne may still be finishing what the test's last page started (a closing socket's
+    writes), taking its locks in another order: PostgreSQL then aborts one of the two. When
+    that is the flush, it runs again, and waits for the other to finish."""
+    from django.db import connection
+    from django.db.utils import OperationalError
+
+    ops = type(connection.ops)
+    flush = ops.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        for attempt in range(5):
+            try:
+                return flush(self, sql_list)
+            except OperationalError as exc:
+                if "deadlock detected" not in str(exc) or attempt == 4:
+                    raise
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(ops, "execute_sql_flush", execute_sql_flush)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def close_pooled_connections(django_db_setup, django_db_blocker):
     """Return pooled connections before pytest-django drops the test database (an open
     pool would keep it "being accessed by other users" and leave it behind). Threads that
