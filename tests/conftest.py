@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import socket as _socket
 import subprocess
 import sys
@@ -27,15 +28,72 @@ PASSWORD = "pw-for-tests-123"
 SLOW_TIMEOUT = 600
 
 
+def pytest_configure(config):
+    """In a parallel run (bin/test: pytest-xdist) each worker has a test database of its own
+    (pytest-django suffixes its name with the worker id), so user ids repeat across workers:
+    their channel groups and cache keys must not meet in the one Redis. Settings are loaded
+    before this runs, but no channel layer is built yet; servers a worker starts inherit
+    os.environ."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker or "CHANNEL_LAYER_PREFIX" not in os.environ:
+        return
+    from channels.layers import channel_layers
+
+    assert not channel_layers.backends, "a channel layer was built before the worker's prefix was set"
+    prefix = os.environ["CHANNEL_LAYER_PREFIX"] = f"{os.environ['CHANNEL_LAYER_PREFIX']}{worker}"
+    layers = {name: {**conf, "CONFIG": dict(conf.get("CONFIG", {}))} for name, conf in settings.CHANNEL_LAYERS.items()}
+    for conf in layers.values():
+        if "prefix" in conf["CONFIG"]:
+            conf["CONFIG"]["prefix"] = prefix
+    settings.CHANNEL_LAYERS = layers
+    caches = {name: dict(conf) for name, conf in settings.CACHES.items()}
+    for conf in caches.values():
+        if "KEY_PREFIX" in conf:
+            conf["KEY_PREFIX"] = prefix
+    settings.CACHES = caches
+
+
+def pytest_itemcollected(item):
+    # A test on the live server starts daphne: slow, however it is marked.
+    if item.get_closest_marker("slow") is None and (
+        item.get_closest_marker("browser") or "live_url" in getattr(item, "fixturenames", ())
+    ):
+        item.add_marker(pytest.mark.slow)
+    if item.get_closest_marker("timeout") is None and item.get_closest_marker("slow"):
+        item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+    # Parallel runs (--dist loadgroup): tests that share a module-scoped fixture (a
+    # browser, a deployment) go to one worker, which sets it up once.
+    fixturedefs = getattr(item, "_fixtureinfo", None)
+    if fixturedefs and any(d.scope == "module" for defs in fixturedefs.name2fixturedefs.values() for d in defs):
+        item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def transactional(item) -> bool:
+    db = item.get_closest_marker("django_db")
+    return bool(db and (db.kwargs.get("transaction") or db.kwargs.get("reset_sequences"))) or bool(
+        {"transactional_db", "live_server"} & set(getattr(item, "fixturenames", ()))
+    )
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
+    """Parallel runs: workers take tests in this order as they free up (bin/test passes
+    --no-loadscope-reorder), each one a part of it. Every worker keeps pytest-django's rule:
+    no test in a rolled-back transaction after a transactional one, whose flush empties
+    what data migrations made (the lobby). Within that, long tests first, so that none
+    starts last and keeps the run waiting. A group goes where its most demanding test would."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+
+    def group(item):
+        mark = item.get_closest_marker("xdist_group")
+        return mark.args[0] if mark else item.nodeid
+
+    keys: dict[str, tuple[bool, bool]] = {}
     for item in items:
-        # A test on the live server starts daphne: slow, however it is marked.
-        if item.get_closest_marker("slow") is None and (
-            item.get_closest_marker("browser") or "live_url" in getattr(item, "fixturenames", ())
-        ):
-            item.add_marker(pytest.mark.slow)
-        if item.get_closest_marker("timeout") is None and item.get_closest_marker("slow"):
-            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+        flushes, fast = keys.get(group(item), (False, True))
+        keys[group(item)] = (flushes or transactional(item), fast and item.get_closest_marker("slow") is None)
+    items.sort(key=lambda item: keys[group(item)])  # stable: pytest-django's order within a key
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -225,10 +283,22 @@ CHROMIUM_ARGS = [
 ]
 
 
+_ports = random.Random()  # its own: Hypothesis reseeds the global one inside its tests
+
+
 def free_port() -> int:
-    with _socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, for a server about to start. Picked below the kernel's
+    ephemeral range: with tests running in parallel, another worker's outgoing connections
+    (the deploy test opens 10,000) could otherwise take it before the server binds."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        port = _ports.randrange(10000, low)
+        with _socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
@@ -254,7 +324,9 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
         time.sleep(interval)
 
 
-def wait_for_http(url: str, timeout: float = 20, proc: subprocess.Popen | None = None) -> None:
+def wait_for_http(url: str, timeout: float = 60, proc: subprocess.Popen | None = None) -> None:
+    # Generous: it returns as soon as the server answers (or exits), and a loaded machine
+    # running tests in parallel can take tens of seconds to start one.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -323,13 +395,16 @@ def open_page(context, url):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium chromium-driver (bin/test does)")
     # Playwright's sync API keeps an event loop in this thread; Django's ORM must be told
     # that sync calls from the test body are fine (only while these tests run).
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    # Every expect() waits until its condition holds; its limit only bounds a failure, and
+    # 5 s (Playwright's default) is short for a page on a loaded machine.
+    expect.set_options(timeout=15_000)
     try:
         with sync_playwright() as pw:
             b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -351,13 +426,43 @@ def login(live_url):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def flush_outlives_a_deadlock():
+    """A transactional test ends with a flush (one TRUNCATE of every table). The live
+    daphne may still be finishing what the test's last page started (a closing socket's
+    writes), taking its locks in another order: PostgreSQL then aborts one of the two. When
+    that is the flush, it runs again, and waits for the other to finish."""
+    from django.db import connection
+    from django.db.utils import OperationalError
+
+    ops = type(connection.ops)
+    flush = ops.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        for attempt in range(5):
+            try:
+                return flush(self, sql_list)
+            except OperationalError as exc:
+                if "deadlock detected" not in str(exc) or attempt == 4:
+                    raise
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(ops, "execute_sql_flush", execute_sql_flush)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def close_pooled_connections(django_db_setup, django_db_blocker):
     """Return pooled connections before pytest-django drops the test database (an open
-    pool would keep it "being accessed by other users" and leave it behind)."""
+    pool would keep it "being accessed by other users" and leave it behind). Threads that
+    async tests ran ORM calls in (sync_to_async) keep theirs open, out of reach: ended too."""
     yield
-    from django.db import connections
+    from django.db import connection, connections
 
     with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("select pg_terminate_backend(pid) from pg_stat_activity"
+                               " where datname = current_database() and pid <> pg_backend_pid()")
         for conn in connections.all(initialized_only=True):
             conn.close()
             if getattr(conn, "pool", None):

@@ -104,7 +104,11 @@ class Pusher:
         assert not self.done.is_set(), f"pusher exited: {self.proc.stderr.read()[-2000:]}"
 
     def wait(self, timeout: float) -> None:
-        self.proc.wait(timeout)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()  # left running, it would go on writing into the test database
+            raise
         self.done.wait(5)
         assert self.proc.returncode == 0, f"pusher exited {self.proc.returncode}: {self.proc.stderr.read()[-2000:]}"
 

@@ -193,6 +193,7 @@ def test_seed_demo_keeps_a_changed_password(make_user):
 # --- bin/manage and bin/serve, as README shows them ------------------------------------
 
 
+@pytest.mark.slow  # starts Django in a process of its own
 def test_bin_manage_runs_readme_commands_as_written_from_any_directory(tmp_path):
     """No venv activated, no secret key, another working directory: like a newcomer."""
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY", "DJANGO_DEBUG", "VIRTUAL_ENV")}
@@ -212,6 +213,7 @@ def test_bin_manage_runs_readme_commands_as_written_from_any_directory(tmp_path)
     assert bad.returncode != 0 and "unknown user(s): ghost" in bad.stderr
 
 
+@pytest.mark.slow  # starts Django in a process of its own
 def test_bin_serve_says_when_the_port_is_busy_and_how_to_pick_another(tmp_path):
     import socket
 

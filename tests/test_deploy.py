@@ -715,7 +715,7 @@ class Deployment:
     def send_informs(self, to: list[str], text: str) -> dict[str, int]:
         """`manage.py send_inform` from outside, through the shipped wrapper: {user: id}."""
         args = [a for name in to for a in ("--to", name)]
-        result = self.manage("send_inform", *args, "--verb", "mention", "--text", text, timeout=30)
+        result = self.manage("send_inform", *args, "--verb", "mention", "--text", text, timeout=120)
         ids = [int(i) for i in re.search(r"ids ([\d, ]+)", result.stdout).group(1).split(",")]
         return dict(zip(to, ids, strict=True))
 

@@ -64,6 +64,7 @@ def settings_with_env_file(env_file, **env) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow  # starts Django in a process of its own
 def test_settings_load_the_shipped_env_example():
     """`cp .env.example .env` must give working settings (it crashed on a trailing comment)."""
     s = settings_with_env_file(ROOT / ".env.example")
@@ -73,6 +74,7 @@ def test_settings_load_the_shipped_env_example():
     assert s["LAYER"] == "realtime.layers.ShardedPubSubChannelLayer"  # the Redis pub/sub layer over REDIS_URL's servers
 
 
+@pytest.mark.slow  # starts Django in a process of its own
 def test_settings_take_secrets_literally_and_the_environment_wins(tmp_path):
     env_file = tmp_path / "mblog.env"
     env_file.write_text(
@@ -87,6 +89,7 @@ def test_settings_take_secrets_literally_and_the_environment_wins(tmp_path):
     assert s["WS_RATE_BURST"] == 9
 
 
+@pytest.mark.slow  # starts Django in a process of its own
 def test_a_named_env_file_that_is_missing_is_an_error(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"], cwd=ROOT, capture_output=True, text=True,
@@ -96,6 +99,7 @@ def test_a_named_env_file_that_is_missing_is_an_error(tmp_path):
     assert result.returncode != 0 and "DJANGO_ENV_FILE" in result.stderr
 
 
+@pytest.mark.slow  # starts Django in a process of its own
 def test_deploy_values_example_renders_an_env_file_that_settings_and_envexec_read(tmp_path):
     rendered = tmp_path / "out"
     subprocess.run(

@@ -95,6 +95,7 @@ def deploy_check(**extra) -> set[str]:
     return set(re.findall(r"\((security\.W\d+)\)", r.stdout + r.stderr))
 
 
+@pytest.mark.slow  # starts Django in a process of its own
 def test_check_deploy_has_no_unexplained_warning():
     from tests.conftest import ROOT
 

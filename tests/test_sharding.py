@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from channels_redis.utils import _consistent_hash
 
 from realtime.layers import rendezvous, shard_key
@@ -54,6 +55,7 @@ def test_a_server_is_known_by_host_and_port_only():
     assert shard_key({"host": "h", "port": 1}) == "h:1"
 
 
+@pytest.mark.slow  # starts Django in a process of its own
 def test_redis_url_may_name_several_servers():
     env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0, redis://127.0.0.1:2/0", "DJANGO_SETTINGS_MODULE": "mblog.settings"}
     code = ("import django, json; django.setup(); from django.conf import settings as s; "
