@@ -268,7 +268,7 @@
   // Desktop notifications: only after the person turns them on here, and only when no
   // tab of the site is visible (visible tabs show a toast). Each visible tab keeps a
   // fresh stamp in localStorage; of the hidden tabs that get the frame, the one that
-  // takes the lock first shows it, once.
+  // takes its lock first shows it, once.
   const DESKTOP = "inform.desktop";
   const tabId = Math.random().toString(36).slice(2);
   const canNotify = "Notification" in window;
@@ -302,8 +302,16 @@
       const n = new Notification("mblog", { body: f.text, tag: "inform-" + f.id });
       n.onclick = () => { window.focus(); location.href = openUrl(f); n.close(); };
     };
-    if (navigator.locks) navigator.locks.request("inform.desktop", show);
-    else show();
+    // localStorage reaches other tabs only a moment later, so the tab that shows one also
+    // holds a lock named after it for a minute: the other tabs, which get the same frame
+    // within that minute, find it taken.
+    if (navigator.locks) {
+      navigator.locks.request("inform.desktop." + f.id, { ifAvailable: true }, (lock) => {
+        if (!lock) return null;
+        show();
+        return new Promise((release) => setTimeout(release, 60000));
+      });
+    } else show();
   }
 
   function showDesktopChoice() {
