@@ -43,7 +43,7 @@ def test_opening_a_notification_marks_it_read_everywhere_and_highlights_the_targ
     # A toast at desktop width: click it, land on the reply, highlighted.
     home.locator("#toasts .toast", has_text="nice picture").locator("a").click()
     expect(home).to_have_url(re.compile(rf"/posts/{post.pk}/#reply-{first.pk}$"))
-    assert home.evaluate("document.querySelector(':target').id") == f"reply-{first.pk}"
+    expect(home.locator(":target")).to_have_id(f"reply-{first.pk}")  # once the page has loaded
     expect(home.locator(f"#reply-{first.pk}")).to_have_css("box-shadow", re.compile(r"rgb\(255, 212, 138\)"))
     expect(home.locator("#inform-badge")).to_be_hidden()
     # The phone's list, open all along, shows it read without a reload.
@@ -56,7 +56,7 @@ def test_opening_a_notification_marks_it_read_everywhere_and_highlights_the_targ
     expect(home.locator("#inform-badge")).to_have_text("1")
     inbox.locator("#inform-list a", has_text="and a second thought").click()
     expect(inbox).to_have_url(re.compile(rf"#reply-{second.pk}$"))
-    assert inbox.evaluate("document.querySelector(':target').id") == f"reply-{second.pk}"
+    expect(inbox.locator(":target")).to_have_id(f"reply-{second.pk}")
     expect(inbox.locator(f"#reply-{second.pk}")).to_be_in_viewport()
     expect(home.locator("#inform-badge")).to_be_hidden()
     inbox.screenshot(path=str(ARTIFACTS / "browser-landed-phone.png"))
