@@ -469,10 +469,27 @@ def close_pooled_connections(django_db_setup, django_db_blocker):
                 conn.close_pool()
 
 
-def pytest_terminal_summary(terminalreporter):
-    """The figure lines of the fault tests (tests/faults.py), whatever the capture mode."""
+WORKER_FIGURES: list[str] = []  # the fault figures of the xdist workers, gathered by the controller
+
+
+def pytest_sessionfinish(session):
+    """An xdist worker hands its fault figures to the controller, which prints them."""
     faults = sys.modules.get("tests.faults")
-    if faults is not None and faults.FIGURES:
+    if hasattr(session.config, "workeroutput") and faults is not None:
+        session.config.workeroutput["fault_figures"] = list(faults.FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    WORKER_FIGURES.extend(getattr(node, "workeroutput", {}).get("fault_figures", []))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The figure lines of the fault tests (tests/faults.py), whatever the capture mode
+    and however many workers ran them."""
+    faults = sys.modules.get("tests.faults")
+    lines = WORKER_FIGURES + (faults.FIGURES if faults is not None else [])
+    if lines:
         terminalreporter.section("fault figures")
-        for line in faults.FIGURES:
+        for line in lines:
             terminalreporter.write_line(line)
