@@ -104,8 +104,10 @@ def send_inform(
     url = clean_url(url)
     if topic and not TOPIC.fullmatch(topic):
         raise InformError(f"topic is post:<id> or room:<id>, got {topic[:40]!r}")
+    # savepoint=False: inside a caller's transaction the notification stands or falls
+    # with it, and a savepoint would cost two more round trips per call.
     if everyone:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=False):
             ordering.take_turn("inform")
             n = Notification.objects.create(verb=verb, text=text[:500], url=url, actor=actor, topic=topic)
             push.notify_site_update(n)
@@ -113,7 +115,7 @@ def send_inform(
             return [n]
     users = [to] if isinstance(to, User) else list(to)
     kind = kind_of(verb, topic)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         ordering.take_turn("inform")  # before reading groups: the next event waits for this one
         group = group_keys(kind, topic) if summary else None
         told = recipients(
@@ -136,7 +138,7 @@ def send_inform(
                 if r.group_id:
                     row.text = grouped_text(row.actors, row.count, summary)[:500]
             _delete_personal([r.group_id for r in told if r.group_id])
-        created = Notification.objects.bulk_create(rows)
+        created = _insert(rows)
         push.notify_informs(created)
         emails.send_after_commit(
             [(n, r.email) for n, r in zip(created, told, strict=True) if r.delivery == Delivery.EMAIL and r.email]
@@ -156,6 +158,27 @@ def _delete_personal(ids: list[int]) -> None:
                 f"({', '.join(['%s'] * len(ids))})",
                 ids,
             )
+
+
+def _insert(rows: list[Notification]) -> list[Notification]:
+    """Notification.objects.bulk_create(rows) in one plain statement: it runs for every
+    notification sent, and building the ORM's INSERT cost more CPU than the database
+    spent on it (docs/performance.md)."""
+    fields = [f for f in Notification._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    batch = max(1, connection.ops.bulk_batch_size(fields, rows))  # the parameter limit
+    ids = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), batch):
+            part = rows[start : start + batch]
+            values = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * len(part))
+            params = [f.get_db_prep_save(f.pre_save(row, True), connection) for row in part for f in fields]
+            cursor.execute(f"INSERT INTO {Notification._meta.db_table} ({columns}) VALUES {values} RETURNING id", params)
+            ids += [row_id for (row_id,) in cursor.fetchall()]
+    for row, row_id in zip(rows, ids, strict=True):
+        row.id = row_id
+        row._state.adding, row._state.db = False, connection.alias
+    return rows
 
 
 # Grouping. Replies on one topic, and follows within a window, are one entry per
@@ -221,11 +244,16 @@ def bump_counters(user_ids: Iterable[int]) -> None:
     ids = sorted({int(i) for i in user_ids})
     if not ids:
         return
-    rows = InformState.objects.filter(user_id__in=ids)
-    if rows.update(counters_version=F("counters_version") + 1) < len(ids):
-        # Users without a state row (bulk-created) get the defaults they read as, bumped.
-        InformState.objects.bulk_create([InformState(user_id=i) for i in ids], ignore_conflicts=True)
-        rows.update(counters_version=F("counters_version") + 1)
+    # Plain SQL: it runs for every notification sent, and the ORM's update() cost more
+    # CPU to build than the database spent on it (docs/performance.md).
+    table = InformState._meta.db_table
+    sql = f"UPDATE {table} SET counters_version = counters_version + 1 WHERE user_id IN ({', '.join(['%s'] * len(ids))})"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ids)
+        if cursor.rowcount < len(ids):
+            # Users without a state row (bulk-created) get the defaults they read as, bumped.
+            InformState.objects.bulk_create([InformState(user_id=i) for i in ids], ignore_conflicts=True)
+            cursor.execute(sql, ids)
 
 
 def notifications_mark_read(user, ids: list[int]) -> int:
