@@ -458,6 +458,8 @@ def close_pooled_connections(django_db_setup, django_db_blocker):
     yield
     from django.db import connection, connections
 
+    if not getattr(type(connections["default"]), "_connection_pools", None):
+        return  # no test used the database, so pytest-django never created it: nothing open
     with django_db_blocker.unblock():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:

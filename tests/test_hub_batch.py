@@ -15,22 +15,9 @@ import pytest
 from realtime import hub as hub_module
 from realtime import transport
 from realtime.hub import Hub
+from tests.fakes import FakeSocket
 
 pytestmark = pytest.mark.asyncio
-
-
-class FakeSocket:
-    is_signed_in = False
-    session = None
-
-    def __init__(self):
-        self.frames = []
-
-    async def deliver(self, message, frame):
-        self.frames.append(frame)
-
-    async def catch_up(self):
-        pass
 
 
 async def until(predicate, what: str, timeout: float = 5.0):

@@ -10,19 +10,7 @@ in-process") or silently received nothing.
 import asyncio
 
 from realtime.hub import Hub
-
-
-class FakeSocket:
-    is_signed_in = False
-
-    def __init__(self):
-        self.frames = []
-
-    async def deliver(self, message, frame):
-        self.frames.append(frame)
-
-    async def catch_up(self):
-        pass
+from tests.fakes import FakeSocket
 
 
 async def test_cancelled_stop_leaves_a_hub_that_restarts():
