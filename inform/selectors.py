@@ -181,6 +181,27 @@ class Recipient(NamedTuple):
     group_actors: list | None = None
 
 
+def watchers_of(kind: str, topic: str) -> str:
+    """The topic whose watchers are told too: replies only."""
+    return topic if topic and kind == Kind.REPLY else ""
+
+
+def told_sql(user_ids: list[int], watched: str = "") -> tuple[str, list]:
+    """(SELECT of user ids, its parameters): these users, and whoever watches `watched`;
+    ("", []) for nobody. One set, so that the database looks them up by index: with
+    "u.id IN (…) OR u.id IN (watchers)" PostgreSQL scanned every user, state row and
+    notification for each reply."""
+    parts, params = [], []
+    if user_ids:
+        users = get_user_model()._meta.db_table
+        parts.append(f"SELECT v.id FROM {users} v WHERE v.id IN ({', '.join(['%s'] * len(user_ids))})")
+        params += user_ids
+    if watched:
+        parts.append(f"SELECT w.user_id FROM {TopicPreference._meta.db_table} w WHERE w.topic = %s AND w.watch")
+        params.append(watched)
+    return " UNION ".join(parts), params
+
+
 def recipients(
     user_ids: Iterable[int], *, kind: str, actor_id: int | None, topic: str, group: tuple[str, str] | None = None
 ) -> list[Recipient]:
@@ -217,14 +238,11 @@ def recipients(
                 WHERE o.recipient_id = u.id AND o.read_at IS NULL AND o.{q('group')} BETWEEN %s AND %s
                 ORDER BY o.id DESC LIMIT 1)"""
         params += list(group)
-    who = [f"u.id IN ({', '.join(['%s'] * len(ids))})"] if ids else []
-    params += ids
-    if topic and kind == Kind.REPLY:
-        who.append(f"u.id IN (SELECT w.user_id FROM {topics} w WHERE w.topic = %s AND w.watch)")
-        params.append(topic)
+    who, who_params = told_sql(ids, watchers_of(kind, topic))
     if not who:
         return []
-    sql = f"SELECT {columns} FROM {get_user_model()._meta.db_table} u {joins} WHERE {' OR '.join(who)}"
+    sql = f"SELECT {columns} FROM {get_user_model()._meta.db_table} u {joins} WHERE u.id IN ({who})"
+    params += who_params
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()

@@ -28,7 +28,15 @@ from .models import (
     Verb,
     kind_of,
 )
-from .selectors import latest_notification_id, recipients, site_watermarks, stream, unread_count
+from .selectors import (
+    latest_notification_id,
+    recipients,
+    site_watermarks,
+    stream,
+    told_sql,
+    unread_count,
+    watchers_of,
+)
 
 User = get_user_model()
 
@@ -116,7 +124,11 @@ def send_inform(
     users = [to] if isinstance(to, User) else list(to)
     kind = kind_of(verb, topic)
     with transaction.atomic(savepoint=False):
-        ordering.take_turn("inform")  # before reading groups: the next event waits for this one
+        # First a new counters version for everyone this may tell, which locks their state
+        # rows: a concurrent event for one of them waits here until it commits, so the open
+        # groups read next are the ones it left. (Those their preferences then stop get a
+        # version with unchanged counts: harmless.)
+        bump_counters([u.pk for u in users], watchers_of=watchers_of(kind, topic))
         group = group_keys(kind, topic) if summary else None
         told = recipients(
             [u.pk for u in users], kind=kind, actor_id=actor.pk if actor else None, topic=topic,
@@ -124,7 +136,6 @@ def send_inform(
         )
         if not told:
             return []
-        bump_counters([r.id for r in told])  # before deleting their group rows: see bump_counters
         rows = [
             Notification(recipient_id=r.id, verb=verb, text=text[:500], url=url, actor=actor, topic=topic)
             for r in told
@@ -137,8 +148,7 @@ def send_inform(
                 row.count = (r.group_count or 0) + 1
                 if r.group_id:
                     row.text = grouped_text(row.actors, row.count, summary)[:500]
-            _delete_personal([r.group_id for r in told if r.group_id])
-        created = _insert(rows)
+        created = _store(rows, replacing=[r.group_id for r in told if r.group_id])
         push.notify_informs(created)
         emails.send_after_commit(
             [(n, r.email) for n, r in zip(created, told, strict=True) if r.delivery == Delivery.EMAIL and r.email]
@@ -148,33 +158,46 @@ def send_inform(
 
 asend_inform = database_sync_to_async(send_inform)
 
-def _delete_personal(ids: list[int]) -> None:
-    """One statement: personal rows have no receipts (SiteUpdateRead) for the ORM's
+def _store(rows: list[Notification], replacing: list[int]) -> list[Notification]:
+    """Delete the open group rows that `rows` replace, take the inform stream's turn
+    (realtime.ordering: from the first new id to the commit) and insert `rows`, setting
+    their ids. On PostgreSQL the statements go in one round trip, so the turn is held
+    for that trip and the commit only: every sender waits for the one that holds it.
+
+    Plain SQL, as bulk_create would write it: this runs for every notification sent, and
+    building the ORM's statements cost more CPU than the database spent on them
+    (docs/performance.md). Personal rows have no receipts (SiteUpdateRead) for the ORM's
     cascade to look for."""
-    if ids:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"DELETE FROM {Notification._meta.db_table} WHERE recipient_id IS NOT NULL AND id IN "
-                f"({', '.join(['%s'] * len(ids))})",
-                ids,
-            )
-
-
-def _insert(rows: list[Notification]) -> list[Notification]:
-    """Notification.objects.bulk_create(rows) in one plain statement: it runs for every
-    notification sent, and building the ORM's INSERT cost more CPU than the database
-    spent on it (docs/performance.md)."""
+    table = Notification._meta.db_table
     fields = [f for f in Notification._meta.concrete_fields if not f.primary_key]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    batch = max(1, connection.ops.bulk_batch_size(fields, rows))  # the parameter limit
+    batch = max(1, connection.ops.bulk_batch_size(fields, rows))  # the parameter limit (SQLite)
+    statements = []  # (sql, params, returns ids)
+    if replacing:
+        statements.append((f"DELETE FROM {table} WHERE recipient_id IS NOT NULL AND id IN "
+                           f"({', '.join(['%s'] * len(replacing))})", replacing, False))
+    turn, turn_params = ordering.turn_sql("inform")
+    if turn:
+        statements.append((turn, turn_params, False))
+    for start in range(0, len(rows), batch):
+        part = rows[start : start + batch]
+        values = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * len(part))
+        params = [f.get_db_prep_save(f.pre_save(row, True), connection) for row in part for f in fields]
+        statements.append((f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING id", params, True))
     ids = []
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), batch):
-            part = rows[start : start + batch]
-            values = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * len(part))
-            params = [f.get_db_prep_save(f.pre_save(row, True), connection) for row in part for f in fields]
-            cursor.execute(f"INSERT INTO {Notification._meta.db_table} ({columns}) VALUES {values} RETURNING id", params)
-            ids += [row_id for (row_id,) in cursor.fetchall()]
+        if connection.vendor == "postgresql":  # several statements, one trip: results in order
+            cursor.execute("; ".join(sql for sql, _, _ in statements), [p for _, ps, _ in statements for p in ps])
+            for i, (_, _, returns_ids) in enumerate(statements):
+                if returns_ids:
+                    ids += [row_id for (row_id,) in cursor.fetchall()]
+                if i < len(statements) - 1:
+                    cursor.nextset()
+        else:
+            for sql, params, returns_ids in statements:
+                cursor.execute(sql, params)
+                if returns_ids:
+                    ids += [row_id for (row_id,) in cursor.fetchall()]
     for row, row_id in zip(rows, ids, strict=True):
         row.id = row_id
         row._state.adding, row._state.db = False, connection.alias
@@ -235,25 +258,32 @@ def notifications_push_again(notifications) -> int:
     return len(rows)
 
 
-def bump_counters(user_ids: Iterable[int]) -> None:
-    """Inside the transaction that changes these people's counters: a new counters
-    version for each (selectors.Counters). The row lock taken here is held until the
-    commit, so versions follow commits. Call it before touching their notification rows:
-    writers then lock the state row first and the rows after, and never wait for each
-    other in a circle."""
+def bump_counters(user_ids: Iterable[int], watchers_of: str = "") -> None:
+    """Inside the transaction that changes these people's counters (and, with
+    watchers_of, the counters of that topic's watchers): a new counters version for each
+    (selectors.Counters). The row locks taken here, in user id order, are held until the
+    commit, so versions follow commits. Call it before touching their notification rows
+    and before ordering.take_turn: writers then lock state rows first, then rows and the
+    turn, and never wait for each other in a circle."""
     ids = sorted({int(i) for i in user_ids})
-    if not ids:
+    who, params = told_sql(ids, watchers_of)
+    if not who:
         return
     # Plain SQL: it runs for every notification sent, and the ORM's update() cost more
     # CPU to build than the database spent on it (docs/performance.md).
     table = InformState._meta.db_table
-    sql = f"UPDATE {table} SET counters_version = counters_version + 1 WHERE user_id IN ({', '.join(['%s'] * len(ids))})"
+    in_order = " ORDER BY s.user_id FOR UPDATE" if connection.features.has_select_for_update else ""
+    sql = (f"UPDATE {table} SET counters_version = counters_version + 1 WHERE user_id IN "
+           f"(SELECT s.user_id FROM {table} s WHERE s.user_id IN ({who}){in_order}) RETURNING user_id")
     with connection.cursor() as cursor:
-        cursor.execute(sql, ids)
-        if cursor.rowcount < len(ids):
-            # Users without a state row (bulk-created) get the defaults they read as, bumped.
-            InformState.objects.bulk_create([InformState(user_id=i) for i in ids], ignore_conflicts=True)
-            cursor.execute(sql, ids)
+        cursor.execute(sql, params)
+        missing = set(ids) - {uid for (uid,) in cursor.fetchall()}
+    missing = set(get_user_model().objects.filter(pk__in=missing).values_list("pk", flat=True)) if missing else ()
+    if missing:
+        # Users without a state row (bulk-created) get the defaults they read as, then the
+        # bump and its lock. (Watchers have one: topic_set makes it.)
+        InformState.objects.bulk_create([InformState(user_id=i) for i in missing], ignore_conflicts=True)
+        bump_counters(missing)
 
 
 def notifications_mark_read(user, ids: list[int]) -> int:
@@ -341,6 +371,7 @@ def topic_set(user, topic: str, state: str) -> None:
     if state not in ("watch", "mute", ""):
         raise InformError("state is watch, mute or empty")
     if state:
+        InformState.objects.get_or_create(user=user)  # a watcher's counters are bumped through it
         TopicPreference.objects.update_or_create(user=user, topic=topic, defaults={"watch": state == "watch"})
     else:
         TopicPreference.objects.filter(user=user, topic=topic).delete()

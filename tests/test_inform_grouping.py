@@ -249,3 +249,40 @@ def test_a_grouped_follow_costs_one_delete_more(make_user, alice, django_assert_
     with django_assert_max_num_queries(7):
         (n,) = send_inform(to=alice, verb="follow", actor=carol, text="carol followed you", summary="followed you")
     assert n.count == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_replies_to_one_post_stay_one_entry_for_the_author_and_each_watcher(make_user, alice):
+    """Eight replies at once, from eight threads (eight connections): the author and a
+    watcher each end with one open entry of count 8, and the counters the pushes carry
+    rise with their versions (the state rows are locked before the groups are read)."""
+    import threading
+
+    from django.db import connections
+
+    watcher = make_user("watcher")
+    services.topic_set(watcher, "post:77", "watch")
+    repliers = [make_user(f"r{i}") for i in range(8)]
+    start, errors, sent = threading.Barrier(len(repliers)), [], []
+
+    def reply(actor):
+        try:
+            start.wait()
+            sent.extend(send_inform(to=alice, actor=actor, verb="reply", text="r", topic="post:77",
+                                    summary="replied to “P”"))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=reply, args=(r,)) for r in repliers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    for person in (alice, watcher):
+        (row,) = Notification.objects.filter(recipient=person, read_at=None)
+        assert (row.count, row.group) == (8, "reply:post:77")
+        assert selectors.counters(person).unread == 1
+    assert len(sent) == 16
