@@ -32,7 +32,6 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +44,7 @@ from bench.run import (  # noqa: E402
     TEXT_PREFIX,
     Clients,
     Profiler,
+    Senders,
     broadcast_figures,
     burst_figures,
     drop_sessions,
@@ -54,7 +54,6 @@ from bench.run import (  # noqa: E402
     pct,
     phase_raw,
     prepare_database,
-    push_personal,
     rss_kb,
     setup_django,
     start_daphne,
@@ -173,34 +172,17 @@ def spread_connect(clients: Clients, ports: list[int], users: list, batch: int) 
 
 def phase_personal(args, clients: Clients, users: list) -> dict:
     total = int(args.rate * args.seconds)
-    log(f"personal: send_inform to random users at {args.rate}/s for {args.seconds} s ({total} pushes)")
+    log(f"personal: send_inform(to=random user) at {args.rate}/s for {args.seconds} s ({total} pushes, "
+        f"{args.push_procs} sending processes of {args.push_threads} threads)")
     clients.collect()
     rng = random.Random(42)
-    targets = [rng.choice(users)[0] for _ in range(total)]
-    sent: dict[int, float] = {}
-    lock = threading.Lock()
-    errors = [0]
-
-    def one(k: int) -> None:
-        try:
-            nid, t_commit, _ = push_personal(targets[k], k)
-            with lock:
-                sent[nid] = t_commit
-        except Exception as exc:  # noqa: BLE001
-            errors[0] += 1
-            if errors[0] <= 3:
-                log(f"  push failed: {exc}")
-
-    start = time.monotonic() + 0.1
-    with ThreadPoolExecutor(args.push_threads) as pool:
-        for k in range(total):
-            delay = start + k / args.rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            pool.submit(one, k)
-            if k and k % int(args.rate) == 0:
-                log(f"  personal: {k}/{total} pushed, {clients.received()} frames received")
-    finished = time.monotonic()
+    targets = [rng.choice(users)[0].pk for _ in range(total)]
+    senders = Senders(args.push_procs, args.push_threads)
+    try:
+        done = senders.run(targets, args.rate, True, lambda: log(f"  personal: {clients.received()} frames received"))
+    finally:
+        senders.quit()
+    sent, start, finished = done["sent"], done["start"], done["finished"]
     deadline = time.monotonic() + 10
     while clients.received() < len(sent) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -213,7 +195,7 @@ def phase_personal(args, clients: Clients, users: list) -> dict:
 
     connections.close_all()
     out = {"rate_target": args.rate, "rate_achieved": round(len(sent) / (finished - start), 1), "sent": len(sent),
-           "send_errors": errors[0], "received": len(got), "lost": len(sent) - len(got),
+           "send_errors": done["errors"], "sending_processes": args.push_procs, "received": len(got), "lost": len(sent) - len(got),
            "p50_ms": ms(pct(lat, 50)), "p99_ms": ms(pct(lat, 99)), "max_ms": ms(max(lat, default=None)),
            "_latencies": lat}
     log(f"  personal: sent {out['sent']} at {out['rate_achieved']}/s, lost {out['lost']}, p50 {out['p50_ms']} ms, "
@@ -335,7 +317,8 @@ def main(argv=None) -> int:
     ap.add_argument("--burst", type=int, default=10)
     ap.add_argument("--rate", type=float, default=2000, help="personal pushes per second (default 2000)")
     ap.add_argument("--seconds", type=float, default=5)
-    ap.add_argument("--push-threads", type=int, default=16)
+    ap.add_argument("--push-procs", type=int, default=2, help="sending processes (default 2)")
+    ap.add_argument("--push-threads", type=int, default=8, help="threads per sending process (default 8)")
     ap.add_argument("--storm-jitter", type=float, default=2.0, help="clients come back within this many seconds")
     ap.add_argument("--storm-timeout", type=float, default=60.0)
     ap.add_argument("--max-pending", type=int, default=200, help="WS_MAX_PENDING_HANDSHAKES per process")

@@ -411,6 +411,92 @@ def push_personal(user, k: int, actors: list, plain: bool = False) -> tuple[int 
     return sent[0].id, stamp["t"], time.monotonic()
 
 
+class Senders:
+    """Sending processes, as a site has several web workers: each runs `threads` threads
+    and sends its share of a schedule (call k at start + k / rate, k % procs == its
+    index) with push_personal. One Python process is held to one core by its GIL, and
+    send_inform costs about a millisecond of the sender's CPU per call."""
+
+    def __init__(self, procs: int, threads: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.pipes = []
+        for i in range(procs):
+            mine, theirs = ctx.Pipe()
+            ctx.Process(target=sender_main, args=(theirs, dict(os.environ), i, procs, threads), daemon=True).start()
+            self.pipes.append(mine)
+        for pipe in self.pipes:  # each has set up Django and its database connections
+            assert pipe.recv() == "ready"
+
+    def run(self, targets: list[int], rate: float, plain: bool, progress) -> dict:
+        """Send to targets[k] (user ids) at `rate` calls/s in all. Returns sent {id: commit
+        time}, stopped (by preferences), errors, lags (due → start, s), start, finished."""
+        start = time.monotonic() + 0.2
+        for pipe in self.pipes:
+            pipe.send((targets, rate, plain, start))
+        parts = []
+        for pipe in self.pipes:
+            while not pipe.poll(1.0):
+                progress()
+            parts.append(pipe.recv())
+        out = {"sent": {}, "stopped": 0, "errors": 0, "lags": [], "start": start,
+               "finished": max(p["finished"] for p in parts)}
+        for p in parts:
+            out["sent"].update(p["sent"])
+            out["stopped"] += p["stopped"]
+            out["errors"] += p["errors"]
+            out["lags"] += p["lags"]
+        return out
+
+    def quit(self) -> None:
+        for pipe in self.pipes:
+            pipe.send(None)
+
+
+def sender_main(pipe, env: dict, index: int, procs: int, threads: int) -> None:
+    setup_django(env)
+    from django.contrib.auth import get_user_model
+
+    actors = bench_actors()
+    pipe.send("ready")
+    while (job := pipe.recv()) is not None:
+        targets, rate, plain, start = job
+        mine = range(index, len(targets), procs)
+        users = get_user_model().objects.in_bulk({targets[k] for k in mine})
+        pipe.send(_send_share([(k, users[targets[k]]) for k in mine], rate, plain, start, actors, threads))
+
+
+def _send_share(calls: list, rate: float, plain: bool, start: float, actors: list, threads: int) -> dict:
+    result = {"sent": {}, "stopped": 0, "errors": 0, "lags": []}
+    lock = threading.Lock()
+
+    def one(k: int, user, due: float) -> None:
+        lag = time.monotonic() - due
+        try:
+            nid, t_commit, _ = push_personal(user, k, actors, plain)
+        except Exception as exc:  # noqa: BLE001
+            nid, t_commit = exc, 0.0
+        with lock:
+            result["lags"].append(lag)
+            if isinstance(nid, Exception):
+                result["errors"] += 1
+                if result["errors"] <= 3:
+                    log(f"  push failed: {nid!r}")
+            elif nid is None:
+                result["stopped"] += 1
+            else:
+                result["sent"][nid] = t_commit
+
+    with ThreadPoolExecutor(threads) as pool:
+        for k, user in calls:
+            due = start + k / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(one, k, user, due)
+    result["finished"] = time.monotonic()
+    return result
+
+
 class Vacuum:
     """Stands in for autovacuum while a phase runs, when the server has it off (the test
     cluster does: /etc/postgresql/*/main/conf.d/90-ci.conf; a production server has it
@@ -664,44 +750,19 @@ def phase_personal(args, clients: Clients, server: Server, port: int, users: lis
     clients.collect()
     total = int(args.rate * args.seconds)
     log(f"personal: send_inform to random users at {args.rate}/s for {args.seconds} s ({total} pushes, "
-        f"{args.push_threads} sender threads)")
+        f"{args.push_procs} sending processes of {args.push_threads} threads)")
     rng = random.Random(42)
-    targets = [rng.choice(users)[0] for _ in range(total)]
-    actors = bench_actors()
-    sent: dict[int, float] = {}
-    lags: list[float] = []
-    errors = [0]
-    stopped = [0]  # by the target's preferences
-    lock = threading.Lock()
-
-    def one(k: int, due: float) -> None:
-        lags.append(time.monotonic() - due)
-        try:
-            nid, t_commit, _ = push_personal(targets[k], k, actors, args.plain_personal)
-            with lock:
-                if nid is None:
-                    stopped[0] += 1
-                else:
-                    sent[nid] = t_commit
-        except Exception as exc:  # noqa: BLE001
-            errors[0] += 1
-            if errors[0] <= 3:
-                log(f"  push failed: {exc}")
-
+    targets = [rng.choice(users)[0].pk for _ in range(total)]
+    senders = Senders(args.push_procs, args.push_threads)
     prof = Profiler(args.profile, server, "ours-personal", args.seconds + 5)
     vacuum = Vacuum(args.vacuum_every).start()
-    start = time.monotonic() + 0.1
-    with ThreadPoolExecutor(args.push_threads) as pool:
-        for k in range(total):
-            due = start + k / args.rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            pool.submit(one, k, due)
-            if k and k % int(args.rate) == 0:
-                log(f"  personal: {k}/{total} pushed, {clients.received()} received")
-    finished = time.monotonic()
+    try:
+        done = senders.run(targets, args.rate, args.plain_personal,
+                           lambda: log(f"  personal: {clients.received()} received"))
+    finally:
+        senders.quit()
     vacuum.finish()
+    sent, stopped, lags, start, finished = done["sent"], done["stopped"], done["lags"], done["start"], done["finished"]
     clients.wait_received(len(sent), timeout=5)
     time.sleep(1.0)
     prof.stop()
@@ -723,11 +784,12 @@ def phase_personal(args, clients: Clients, server: Server, port: int, users: lis
         "rate_target": args.rate,
         "plain": args.plain_personal,
         # send_inform calls per second, those the preferences stopped included
-        "rate_achieved": round((len(sent) + stopped[0]) / (finished - start), 1),
+        "rate_achieved": round((len(sent) + stopped) / (finished - start), 1),
         "pushes_per_s": round(len(sent) / (finished - start), 1),  # those that stored and pushed
         "sent": len(sent),
-        "stopped_by_preferences": stopped[0],
-        "send_errors": errors[0],
+        "stopped_by_preferences": stopped,
+        "send_errors": done["errors"],
+        "sending_processes": args.push_procs,
         "received": len(got),
         "lost": lost,
         "duplicates": duplicates,
@@ -740,7 +802,7 @@ def phase_personal(args, clients: Clients, server: Server, port: int, users: lis
     }
     connections.close_all()
     clients.close()
-    log(f"  personal: sent {len(sent)} ({stopped[0]} more stopped by preferences), received {len(got)}, "
+    log(f"  personal: sent {len(sent)} ({stopped} more stopped by preferences), received {len(got)}, "
         f"lost {lost}, p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms")
     return figures
 
@@ -996,7 +1058,8 @@ def main(argv=None) -> int:
     ap.add_argument("--burst", type=int, default=10, help="broadcasts back to back (default 10)")
     ap.add_argument("--rate", type=float, default=500, help="personal pushes per second (default 500)")
     ap.add_argument("--seconds", type=float, default=10, help="personal push duration (default 10)")
-    ap.add_argument("--push-threads", type=int, default=8, help="sender threads for personal pushes")
+    ap.add_argument("--push-procs", type=int, default=2, help="sending processes for personal pushes (default 2)")
+    ap.add_argument("--push-threads", type=int, default=8, help="threads per sending process (default 8)")
     ap.add_argument("--watchers", type=int, default=200, help="signed-in people watching one post (default 200)")
     ap.add_argument("--watch-replies", type=int, default=1000, help="replies landing on that post (default 1000)")
     ap.add_argument("--plain-personal", action="store_true",
