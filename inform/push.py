@@ -15,16 +15,17 @@ def user_group(user_id: int) -> str:
     return f"user.{int(user_id)}"
 
 
-def notify_informs(notifications: Iterable) -> None:
-    """Push stored personal notifications to their recipients, with their counters."""
+def notify_informs(notifications: Iterable, counters: dict | None = None) -> None:
+    """Push stored personal notifications to their recipients, with their counters: those
+    given (read in the storing transaction, as they are at its commit: send_inform), or
+    read after the commit."""
     notifications = list(notifications)
 
     def push() -> None:
         from .selectors import counters_of
 
-        # Counts read after commit, with the recipients' stored read watermarks (another
-        # tab's read_all may have moved them); a recipient deleted since has no count.
-        counts = counters_of({n.recipient_id for n in notifications})
+        # A recipient deleted since has no count.
+        counts = counters if counters is not None else counters_of({n.recipient_id for n in notifications})
         for n in notifications:
             if n.recipient_id in counts:
                 frame = frames.inform_frame(n, counters=counts[n.recipient_id])

@@ -100,15 +100,23 @@ def counters_of(user_ids: Iterable[int]) -> dict[int, Counters]:
     Plain SQL because it runs for every pushed notification: the ORM spent more CPU
     building the equivalent query than the database spent answering it
     (docs/performance.md)."""
-    ids = [int(i) for i in user_ids]
     result: dict[int, Counters] = {}
-    for start in range(0, len(ids), UNREAD_COUNTS_BATCH):
-        batch = ids[start : start + UNREAD_COUNTS_BATCH]
-        with connection.cursor() as cursor:
-            cursor.execute(_counters_sql(len(batch)), batch)
-            result.update((uid, Counters(unread, unseen, (version, newest)))
-                          for uid, unread, unseen, version, newest in cursor.fetchall())
+    with connection.cursor() as cursor:
+        for sql, params in counters_queries(user_ids):
+            cursor.execute(sql, params)
+            result.update(counters_from_rows(cursor.fetchall()))
     return result
+
+
+def counters_queries(user_ids: Iterable[int]) -> list[tuple[str, list]]:
+    """The statements of counters_of (sql, params); counters_from_rows reads their rows."""
+    ids = [int(i) for i in user_ids]
+    return [(_counters_sql(len(ids[i : i + UNREAD_COUNTS_BATCH])), ids[i : i + UNREAD_COUNTS_BATCH])
+            for i in range(0, len(ids), UNREAD_COUNTS_BATCH)]
+
+
+def counters_from_rows(rows) -> dict[int, Counters]:
+    return {uid: Counters(unread, unseen, (version, newest)) for uid, unread, unseen, version, newest in rows}
 
 
 def _counters_sql(n_users: int, extra_columns: str = "") -> str:

@@ -29,6 +29,8 @@ from .models import (
     kind_of,
 )
 from .selectors import (
+    counters_from_rows,
+    counters_queries,
     latest_notification_id,
     recipients,
     site_watermarks,
@@ -148,8 +150,8 @@ def send_inform(
                 row.count = (r.group_count or 0) + 1
                 if r.group_id:
                     row.text = grouped_text(row.actors, row.count, summary)[:500]
-        created = _store(rows, replacing=[r.group_id for r in told if r.group_id])
-        push.notify_informs(created)
+        created, counters = _store(rows, replacing=[r.group_id for r in told if r.group_id])
+        push.notify_informs(created, counters)
         emails.send_after_commit(
             [(n, r.email) for n, r in zip(created, told, strict=True) if r.delivery == Delivery.EMAIL and r.email]
         )
@@ -158,11 +160,14 @@ def send_inform(
 
 asend_inform = database_sync_to_async(send_inform)
 
-def _store(rows: list[Notification], replacing: list[int]) -> list[Notification]:
+def _store(rows: list[Notification], replacing: list[int]) -> tuple[list[Notification], dict]:
     """Delete the open group rows that `rows` replace, take the inform stream's turn
-    (realtime.ordering: from the first new id to the commit) and insert `rows`, setting
-    their ids. On PostgreSQL the statements go in one round trip, so the turn is held
-    for that trip and the commit only: every sender waits for the one that holds it.
+    (realtime.ordering: from the first new id to the commit), insert `rows` (setting
+    their ids) and read their recipients' counters. On PostgreSQL the statements go in
+    one round trip, so the turn is held for that trip and the commit only: every sender
+    waits for the one that holds it. The counters are those of the commit: nothing
+    changes them meanwhile, since their state rows are locked (bump_counters) and no
+    other notification commits before this turn ends.
 
     Plain SQL, as bulk_create would write it: this runs for every notification sent, and
     building the ORM's statements cost more CPU than the database spent on them
@@ -172,36 +177,37 @@ def _store(rows: list[Notification], replacing: list[int]) -> list[Notification]
     fields = [f for f in Notification._meta.concrete_fields if not f.primary_key]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     batch = max(1, connection.ops.bulk_batch_size(fields, rows))  # the parameter limit (SQLite)
-    statements = []  # (sql, params, returns ids)
+    statements = []  # (sql, params, what its rows are: "ids", "counters" or "")
     if replacing:
         statements.append((f"DELETE FROM {table} WHERE recipient_id IS NOT NULL AND id IN "
-                           f"({', '.join(['%s'] * len(replacing))})", replacing, False))
+                           f"({', '.join(['%s'] * len(replacing))})", replacing, ""))
     turn, turn_params = ordering.turn_sql("inform")
     if turn:
-        statements.append((turn, turn_params, False))
+        statements.append((turn, turn_params, ""))
     for start in range(0, len(rows), batch):
         part = rows[start : start + batch]
         values = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * len(part))
         params = [f.get_db_prep_save(f.pre_save(row, True), connection) for row in part for f in fields]
-        statements.append((f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING id", params, True))
-    ids = []
+        statements.append((f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING id", params, "ids"))
+    statements += [(sql, params, "counters") for sql, params in counters_queries({r.recipient_id for r in rows})]
+    results = {"ids": [], "counters": []}
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # several statements, one trip: results in order
             cursor.execute("; ".join(sql for sql, _, _ in statements), [p for _, ps, _ in statements for p in ps])
-            for i, (_, _, returns_ids) in enumerate(statements):
-                if returns_ids:
-                    ids += [row_id for (row_id,) in cursor.fetchall()]
+            for i, (_, _, returns) in enumerate(statements):
+                if returns:
+                    results[returns] += cursor.fetchall()
                 if i < len(statements) - 1:
                     cursor.nextset()
         else:
-            for sql, params, returns_ids in statements:
+            for sql, params, returns in statements:
                 cursor.execute(sql, params)
-                if returns_ids:
-                    ids += [row_id for (row_id,) in cursor.fetchall()]
-    for row, row_id in zip(rows, ids, strict=True):
+                if returns:
+                    results[returns] += cursor.fetchall()
+    for row, (row_id,) in zip(rows, results["ids"], strict=True):
         row.id = row_id
         row._state.adding, row._state.db = False, connection.alias
-    return rows
+    return rows, counters_from_rows(results["counters"])
 
 
 # Grouping. Replies on one topic, and follows within a window, are one entry per

@@ -63,3 +63,29 @@ def test_benchmark_runs_at_tiny_n(tmp_path):
     assert set(result["goals"]) >= {"broadcast_p99_le_2x_raw", "personal_zero_lost", "watchers_every_socket_exact"}
     assert result["goals"]["watchers_every_socket_exact"] and result["goals"]["personal_preferences_exercised"]
     assert "broadcast p99" in proc.stdout and "watchers: 20 replies" in proc.stdout  # the table
+
+
+def test_fleet_benchmark_runs_at_tiny_n(tmp_path):
+    """bench/fleet.py end to end: 2 daphne processes, 2 Redis servers it starts, 40
+    signed-in sockets; every phase ran and lost nothing (its personal phase once failed
+    every push, unnoticed)."""
+    pg = os.environ.get("DATABASE_URL", "")
+    if not pg.startswith("postgres"):
+        pytest.skip("the benchmark needs PostgreSQL (run with bin/test)")
+    out = tmp_path / "fleet.json"
+    cmd = [
+        sys.executable, str(ROOT / "bench" / "fleet.py"), "--procs", "2", "--clients", "40", "--redis", "2",
+        "--broadcasts", "2", "--burst", "2", "--rate", "50", "--seconds", "1", "--max-seconds", "150",
+        "--database-url", pg.rsplit("/", 1)[0] + "/mblog_fleet_smoke", "--out", str(out),
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=210)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert out.with_suffix(".png").stat().st_size > 1000
+    assert result["connect"]["ok"] == 40
+    assert result["broadcast"]["deliveries"] == 80 and result["broadcast"]["missing"] == 0
+    personal = result["personal"]
+    assert personal["sent"] == 50 and personal["send_errors"] == 0 and personal["lost"] == 0
+    assert result["storm"]["synced"] == 40 and result["storm"]["processes_alive"] == 2
+    assert set(result["goals"]) >= {"broadcast_spread_le_1.5x_raw", "personal_p99_le_50ms_at_rate",
+                                    "memory_le_20kb_per_socket", "storm_all_synced_within_30s"}
