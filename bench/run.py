@@ -503,8 +503,9 @@ class Vacuum:
     on). Grouping replaces a row per person and event (a delete and an insert), and
     without vacuum every scan of a person's unread rows walks more dead index entries
     with each event: the watchers phase slowed down with every reply, to minutes per 100.
-    Runs `VACUUM inform_notification` every `every` seconds (0: never) on its own
-    connection; `count` says how many ran."""
+    Every event also bumps each recipient's counters version (a new state row version).
+    Runs `VACUUM inform_notification, inform_informstate` every `every` seconds (0:
+    never) on its own connection; `count` says how many ran."""
 
     def __init__(self, every: float) -> None:
         from django.db import connection
@@ -528,7 +529,7 @@ class Vacuum:
         try:
             while True:
                 with connection.cursor() as cursor:
-                    cursor.execute("VACUUM inform_notification")
+                    cursor.execute("VACUUM inform_notification, inform_informstate")
                 self.count += 1
                 if self.stop.wait(self.every):
                     return
