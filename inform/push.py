@@ -26,10 +26,11 @@ def notify_informs(notifications: Iterable, counters: dict | None = None) -> Non
 
         # A recipient deleted since has no count.
         counts = counters if counters is not None else counters_of({n.recipient_id for n in notifications})
-        for n in notifications:
-            if n.recipient_id in counts:
-                frame = frames.inform_frame(n, counters=counts[n.recipient_id])
-                transport.group_send(user_group(n.recipient_id), {"frame": frame}, after_commit=False)
+        transport.group_send_many(
+            [(user_group(n.recipient_id), {"frame": frames.inform_frame(n, counters=counts[n.recipient_id])})
+             for n in notifications if n.recipient_id in counts],
+            after_commit=False,
+        )
 
     transport.on_commit(push)
 

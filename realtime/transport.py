@@ -1,7 +1,7 @@
 """The only module that talks to the channel layer.
 
-Domains call group_send() (sync, after the current transaction commits by default) or
-agroup_send() (async, at once); nobody else calls the layer. A send that cannot reach
+Domains call group_send() or group_send_many() (sync, after the current transaction
+commits by default) or agroup_send() (async, at once); nobody else calls the layer. A send that cannot reach
 the layer is logged (once per interval) and never raises into the caller: the layer is
 at-most-once anyway, so clients catch up from the database.
 
@@ -31,10 +31,18 @@ _last_failure_log = 0.0
 def group_send(group: str, body: dict, *, after_commit: bool = True) -> None:
     """Send body to every socket in group; after the current transaction commits unless
     after_commit=False (throwaway state such as presence)."""
+    group_send_many([(group, body)], after_commit=after_commit)
+
+
+def group_send_many(sends: "list[tuple[str, dict]]", *, after_commit: bool = True) -> None:
+    """group_send for several (group, body) pairs, in order: one trip to each Redis server
+    for all of them (a reply to a post with 200 watchers is 201 pushes)."""
+    if not sends:
+        return
     if after_commit:
-        on_commit(lambda: _send_now(group, body))
+        on_commit(lambda: _send_now(sends))
     else:
-        _send_now(group, body)
+        _send_now(sends)
 
 
 def on_commit(fn) -> None:
@@ -47,28 +55,40 @@ async def agroup_send(group: str, body: dict) -> None:
     """group_send for async callers outside a transaction; raises if the layer fails.
     The message carries its publish time (sent_at; right after the commit for
     group_send), from which receiving processes measure the push lag (realtime.metrics)."""
-    message = {"type": HUB_MESSAGE_TYPE, "group": group, "sent_at": time.time(), **body}
-    await get_channel_layer().group_send(group, message)
+    await agroup_send_many([(group, body)])
 
 
-def _send_now(group: str, body: dict) -> None:
+async def agroup_send_many(sends: "list[tuple[str, dict]]") -> None:
+    """agroup_send for several (group, body) pairs: one pipeline per Redis server with
+    the sharded layer (realtime.layers), else one send after another."""
+    sent_at = time.time()
+    messages = [(group, {"type": HUB_MESSAGE_TYPE, "group": group, "sent_at": sent_at, **body}) for group, body in sends]
+    layer = _loop_layer()
+    if hasattr(layer, "group_send_many"):
+        await layer.group_send_many(messages)
+        return
+    for group, message in messages:
+        await get_channel_layer().group_send(group, message)
+
+
+def _send_now(sends: "list[tuple[str, dict]]") -> None:
     try:
         if _server_loop() is not None:
             # Sync code the server's event loop called (a view, via sync_to_async): publish
             # on that loop, with the layer connection the process hub already holds.
-            async_to_sync(agroup_send)(group, body)
+            async_to_sync(agroup_send_many)(sends)
         else:
             # Any other sync caller (management command, worker, script, or a thread with
             # its own running loop): one long-lived sender loop per process, so the layer
             # keeps its Redis connection instead of opening one per push.
-            future = asyncio.run_coroutine_threadsafe(agroup_send(group, body), _sender_loop())
+            future = asyncio.run_coroutine_threadsafe(agroup_send_many(sends), _sender_loop())
             try:
                 future.result(timeout=_SEND_TIMEOUT)
             except BaseException:
                 future.cancel()
                 raise
-    except Exception as exc:  # the row is stored; clients catch up with sync
-        _log_failure(group, exc)
+    except Exception as exc:  # the rows are stored; clients catch up with sync
+        _log_failure(", ".join(dict.fromkeys(group for group, _ in sends)), exc)
 
 
 def _server_loop() -> "asyncio.AbstractEventLoop | None":

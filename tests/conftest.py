@@ -178,12 +178,13 @@ def capture_pushes(monkeypatch, django_capture_on_commit_callbacks):
     def capture():
         pushes = Pushes()
 
-        def record(group, body):
-            check_pushed(group, body)
-            pushes.append((group, body))
+        def record(sends):
+            for group, body in sends:
+                check_pushed(group, body)
+                pushes.append((group, body))
 
         async def arecord(group, body):
-            record(group, body)
+            record([(group, body)])
 
         with monkeypatch.context() as m:
             m.setattr(transport, "_send_now", record)

@@ -84,7 +84,7 @@ def test_counter_frames_delivered_in_reverse_order_leave_the_badge_right(browser
     try:
         page = open_page(ctx, live_url + "/")
         with monkeypatch.context() as m:
-            m.setattr(transport, "_send_now", lambda group, body: held.append((group, body)))
+            m.setattr(transport, "_send_now", held.extend)
             if first == "personal":
                 send_inform(to=dana, verb="mention", text="held back")
             else:
@@ -92,7 +92,7 @@ def test_counter_frames_delivered_in_reverse_order_leave_the_badge_right(browser
             notifications_mark_all_read(dana)
         assert [body["frame"]["type"] for _, body in held] == ["inform", "unread"]
         for group, body in reversed(held):
-            transport._send_now(group, body)
+            transport._send_now([(group, body)])
         expect(page.locator("#toasts .toast")).to_contain_text("held back")  # both frames are in
         expect(page.locator("#inform-badge")).to_be_hidden()
         assert page.evaluate("window.mblogInform.unread") == 0

@@ -338,7 +338,7 @@ def release_reversed(held: list) -> None:
     from realtime import transport
 
     for group, body in reversed(held):
-        transport._send_now(group, body)
+        transport._send_now([(group, body)])
 
 
 @pytest.mark.parametrize("first", ["personal", "site_update"])
@@ -364,7 +364,7 @@ def test_counter_frames_of_two_senders_delivered_in_reverse_order(make_user, mon
         tab.sync()
         wait_until(lambda: tab.sync_answers() == 1, 15, "the counters of a sync")
         with monkeypatch.context() as m:
-            m.setattr(transport, "_send_now", lambda group, body: held.append((group, body)))
+            m.setattr(transport, "_send_now", held.extend)
             if first == "personal":
                 (n,) = send_inform(to=user, verb="mention", text="first")
             else:

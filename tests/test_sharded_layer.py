@@ -2,6 +2,7 @@
 them killed affects only the groups on it; pushes to groups on the other keep flowing,
 and sockets whose groups live on the killed one catch up when it returns (0 lost)."""
 
+import asyncio
 import os
 
 import pytest
@@ -85,3 +86,28 @@ def test_one_redis_server_down_affects_only_its_groups(two_redis, make_user):
             tab.join(10)
         pusher.kill()
         server.stop()
+
+
+@pytest.mark.asyncio
+async def test_many_pushes_at_once_reach_every_group_in_order_over_both_servers(two_redis):
+    """group_send_many (one pipeline of PUBLISHes per server): 40 groups spread over two
+    Redis servers, three messages each, all arrive, each group's in the order sent."""
+    from realtime.layers import ShardedPubSubChannelLayer
+
+    a, b = two_redis
+    layer = ShardedPubSubChannelLayer(hosts=[a.url, b.url], prefix=f"many{os.getpid()}")
+    try:
+        channel = await layer.new_channel("hub.")
+        groups = [f"user.{i}" for i in range(40)]
+        inner = layer._get_layer()
+        await inner.group_add_many(groups, channel)
+        on = {id(inner._get_shard(inner._get_group_channel_name(g))) for g in groups}
+        assert len(on) == 2, "the groups spread over both servers"
+        await inner.group_send_many([(g, {"type": "x", "group": g, "n": n}) for n in range(3) for g in groups])
+        got = [await asyncio.wait_for(layer.receive(channel), 5) for _ in range(len(groups) * 3)]
+        by_group: dict = {}
+        for message in got:
+            by_group.setdefault(message["group"], []).append(message["n"])
+        assert by_group == {g: [0, 1, 2] for g in groups}
+    finally:
+        await layer.flush()
