@@ -216,10 +216,23 @@ def recipients(
     """Who of these users is to be told about something of this kind, by this actor, on
     this topic, and how; plus, for replies, whoever watches the topic; with `group` (the
     lowest and highest key, services.group_keys), each one's newest unread row with a
-    key in that range. In the order given, watchers after. One query: this runs for
-    every notification sent, and in plain SQL, as counters_of: building it with the ORM
-    cost more CPU than the database spent on it (docs/performance.md)."""
+    key in that range. In the order given, watchers after. One query (recipients_query,
+    read by recipients_from_rows)."""
     ids = [int(i) for i in user_ids]
+    query = recipients_query(ids, kind=kind, actor_id=actor_id, topic=topic, group=group)
+    if query is None:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(*query)
+        return recipients_from_rows(cursor.fetchall(), ids, actor_id=actor_id, grouped=group is not None)
+
+
+def recipients_query(
+    ids: list[int], *, kind: str, actor_id: int | None, topic: str, group: tuple[str, str] | None = None
+) -> tuple[str, list] | None:
+    """The statement of recipients() (sql, params), None for nobody. Plain SQL: this runs
+    for every notification sent, and building it with the ORM cost more CPU than the
+    database spent on it (docs/performance.md)."""
     if kind not in Kind.values:
         raise ValueError(f"unknown kind {kind!r}")
     q = connection.ops.quote_name
@@ -248,16 +261,15 @@ def recipients(
         params += list(group)
     who, who_params = told_sql(ids, watchers_of(kind, topic))
     if not who:
-        return []
-    sql = f"SELECT {columns} FROM {get_user_model()._meta.db_table} u {joins} WHERE u.id IN ({who})"
-    params += who_params
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+        return None
+    return f"SELECT {columns} FROM {get_user_model()._meta.db_table} u {joins} WHERE u.id IN ({who})", params + who_params
+
+
+def recipients_from_rows(rows, ids: list[int], *, actor_id: int | None, grouped: bool) -> list[Recipient]:
     found = {
         row[0]: Recipient(
             row[0], row[1], row[2], *row[4:7], json.loads(row[7]) if isinstance(row[7], str) else row[7]
-        ) if group else Recipient(row[0], row[1], row[2])
+        ) if grouped else Recipient(row[0], row[1], row[2])
         for row in rows
         if row[2] != Delivery.OFF and not row[3] and row[0] != actor_id
     }

@@ -32,7 +32,8 @@ from .selectors import (
     counters_from_rows,
     counters_queries,
     latest_notification_id,
-    recipients,
+    recipients_from_rows,
+    recipients_query,
     site_watermarks,
     stream,
     told_sql,
@@ -130,12 +131,14 @@ def send_inform(
         # rows: a concurrent event for one of them waits here until it commits, so the open
         # groups read next are the ones it left. (Those their preferences then stop get a
         # version with unchanged counts: harmless.)
-        bump_counters([u.pk for u in users], watchers_of=watchers_of(kind, topic))
+        # One round trip for both on PostgreSQL.
+        ids, actor_id = [u.pk for u in users], actor.pk if actor else None
         group = group_keys(kind, topic) if summary else None
-        told = recipients(
-            [u.pk for u in users], kind=kind, actor_id=actor.pk if actor else None, topic=topic,
-            group=group[1:] if group else None,
-        )
+        read = recipients_query(ids, kind=kind, actor_id=actor_id, topic=topic, group=group[1:] if group else None)
+        bumped, rows = _one_trip([_bump_query(ids, watchers_of(kind, topic)), read])
+        if _create_missing_states(ids, bumped):  # then bumped too: read again
+            rows = _one_trip([read])[0]
+        told = recipients_from_rows(rows, ids, actor_id=actor_id, grouped=group is not None)
         if not told:
             return []
         rows = [
@@ -177,37 +180,22 @@ def _store(rows: list[Notification], replacing: list[int]) -> tuple[list[Notific
     fields = [f for f in Notification._meta.concrete_fields if not f.primary_key]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     batch = max(1, connection.ops.bulk_batch_size(fields, rows))  # the parameter limit (SQLite)
-    statements = []  # (sql, params, what its rows are: "ids", "counters" or "")
+    statements = []
     if replacing:
         statements.append((f"DELETE FROM {table} WHERE recipient_id IS NOT NULL AND id IN "
-                           f"({', '.join(['%s'] * len(replacing))})", replacing, ""))
-    turn, turn_params = ordering.turn_sql("inform")
-    if turn:
-        statements.append((turn, turn_params, ""))
+                           f"({', '.join(['%s'] * len(replacing))})", replacing))
+    statements.append(ordering.turn_sql("inform"))
+    inserts = range(len(statements), len(statements) + (len(rows) + batch - 1) // batch)
     for start in range(0, len(rows), batch):
         part = rows[start : start + batch]
         values = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * len(part))
         params = [f.get_db_prep_save(f.pre_save(row, True), connection) for row in part for f in fields]
-        statements.append((f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING id", params, "ids"))
-    statements += [(sql, params, "counters") for sql, params in counters_queries({r.recipient_id for r in rows})]
-    results = {"ids": [], "counters": []}
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":  # several statements, one trip: results in order
-            cursor.execute("; ".join(sql for sql, _, _ in statements), [p for _, ps, _ in statements for p in ps])
-            for i, (_, _, returns) in enumerate(statements):
-                if returns:
-                    results[returns] += cursor.fetchall()
-                if i < len(statements) - 1:
-                    cursor.nextset()
-        else:
-            for sql, params, returns in statements:
-                cursor.execute(sql, params)
-                if returns:
-                    results[returns] += cursor.fetchall()
-    for row, (row_id,) in zip(rows, results["ids"], strict=True):
+        statements.append((f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING id", params))
+    done = _one_trip(statements + counters_queries({r.recipient_id for r in rows}))
+    for row, (row_id,) in zip(rows, [ids for i in inserts for ids in done[i]], strict=True):
         row.id = row_id
         row._state.adding, row._state.db = False, connection.alias
-    return rows, counters_from_rows(results["counters"])
+    return rows, counters_from_rows([c for counts in done[len(statements) :] for c in counts])
 
 
 # Grouping. Replies on one topic, and follows within a window, are one entry per
@@ -272,24 +260,53 @@ def bump_counters(user_ids: Iterable[int], watchers_of: str = "") -> None:
     and before ordering.take_turn: writers then lock state rows first, then rows and the
     turn, and never wait for each other in a circle."""
     ids = sorted({int(i) for i in user_ids})
-    who, params = told_sql(ids, watchers_of)
+    (bumped,) = _one_trip([_bump_query(ids, watchers_of)])
+    _create_missing_states(ids, bumped)
+
+
+def _bump_query(ids: list[int], watchers_of: str) -> tuple[str, list] | None:
+    """bump_counters' statement: UPDATE … RETURNING the user ids bumped. Plain SQL: it runs
+    for every notification sent, and the ORM's update() cost more CPU to build than the
+    database spent on it (docs/performance.md)."""
+    who, params = told_sql(sorted(ids), watchers_of)
     if not who:
-        return
-    # Plain SQL: it runs for every notification sent, and the ORM's update() cost more
-    # CPU to build than the database spent on it (docs/performance.md).
+        return None
     table = InformState._meta.db_table
     in_order = " ORDER BY s.user_id FOR UPDATE" if connection.features.has_select_for_update else ""
-    sql = (f"UPDATE {table} SET counters_version = counters_version + 1 WHERE user_id IN "
-           f"(SELECT s.user_id FROM {table} s WHERE s.user_id IN ({who}){in_order}) RETURNING user_id")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        missing = set(ids) - {uid for (uid,) in cursor.fetchall()}
+    return (f"UPDATE {table} SET counters_version = counters_version + 1 WHERE user_id IN "
+            f"(SELECT s.user_id FROM {table} s WHERE s.user_id IN ({who}){in_order}) RETURNING user_id"), params
+
+
+def _create_missing_states(ids: list[int], bumped_rows) -> bool:
+    """Users of `ids` without a state row (bulk-created) get the defaults they read as,
+    then the bump and its lock. (Watchers have one: topic_set makes it.) True if any."""
+    missing = set(ids) - {uid for (uid,) in bumped_rows}
     missing = set(get_user_model().objects.filter(pk__in=missing).values_list("pk", flat=True)) if missing else ()
     if missing:
-        # Users without a state row (bulk-created) get the defaults they read as, then the
-        # bump and its lock. (Watchers have one: topic_set makes it.)
         InformState.objects.bulk_create([InformState(user_id=i) for i in missing], ignore_conflicts=True)
         bump_counters(missing)
+    return bool(missing)
+
+
+def _one_trip(statements: "list[tuple[str, list] | None]") -> list[list]:
+    """Run the statements in order, in one round trip on PostgreSQL (sent together; each
+    still sees what the ones before it did); the rows of each ([] for None or a statement
+    without rows)."""
+    present = [st for st in statements if st is not None]
+    results = []
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and len(present) > 1:
+            cursor.execute("; ".join(sql for sql, _ in present), [p for _, params in present for p in params])
+            for i in range(len(present)):
+                results.append(cursor.fetchall() if cursor.description else [])
+                if i < len(present) - 1:
+                    cursor.nextset()
+        else:
+            for sql, params in present:
+                cursor.execute(sql, params)
+                results.append(cursor.fetchall() if cursor.description else [])
+    found = iter(results)
+    return [next(found) if st is not None else [] for st in statements]
 
 
 def notifications_mark_read(user, ids: list[int]) -> int:

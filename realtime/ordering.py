@@ -17,18 +17,18 @@ from django.db import connection
 def take_turn(stream: str, key: int = 0) -> None:
     """Call inside transaction.atomic(), before inserting rows of the stream (stream,
     key); holds until the transaction commits or rolls back."""
-    sql, params = turn_sql(stream, key)
-    if sql:
+    statement = turn_sql(stream, key)
+    if statement is not None:
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(*statement)
 
 
-def turn_sql(stream: str, key: int = 0) -> tuple[str, list]:
-    """take_turn as a statement and its parameters ("" where writers take turns anyway),
-    for a caller that sends it together with its inserts (one round trip)."""
+def turn_sql(stream: str, key: int = 0) -> tuple[str, list] | None:
+    """take_turn as a statement and its parameters (None where writers take turns
+    anyway), for a caller that sends it together with its inserts (one round trip)."""
     if not connection.in_atomic_block:
         raise RuntimeError("take_turn() must run inside transaction.atomic()")
     if connection.vendor != "postgresql":
-        return "", []
+        return None
     namespace = zlib.crc32(stream.encode()) - 2**31  # PostgreSQL's int4 range
     return "SELECT pg_advisory_xact_lock(%s, %s)", [namespace, int(key) % 2**31]
