@@ -44,3 +44,9 @@ async def application(scope, receive, send):
     if scope["type"] == "websocket" and scope["path"].startswith(STOCK_PATH):
         return await stock(scope, receive, send)
     return await site(scope, receive, send)
+
+
+if os.environ.get("MBLOG_MEMORY_DUMP"):  # bench/memory.py: tracemalloc snapshots on SIGUSR1
+    from bench import memory_hook
+
+    memory_hook.install()
