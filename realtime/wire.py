@@ -229,8 +229,9 @@ _NO_JOIN = asyncio.Event()
 
 def trim_after_handshake(protocol, receive) -> None:
     """Drop, from an open daphne connection, what only its handshake read: autobahn's
-    copy of the raw request and its parsed headers, and daphne's header list (the scope's
-    `headers`, read by the middlewares before the socket was accepted); and share the two
+    copy of the raw request and its parsed headers, daphne's header list (the scope's
+    `headers`, read by the middlewares before the socket was accepted) and Twisted's HTTP
+    request it was upgraded from; and share the two
     parts of daphne's per-connection asyncio.Queue that an unbounded queue never uses
     (about 4 kB per idle socket, docs/performance.md)."""
     for name in ("http_request_data", "http_response_data", "http_headers", "http_status_line"):
@@ -242,6 +243,12 @@ def trim_after_handshake(protocol, receive) -> None:
     headers = getattr(protocol, "clean_headers", None)
     if isinstance(headers, list):
         headers.clear()  # the same list is every scope copy's "headers"
+    # Twisted's HTTP channel that daphne upgraded from stays the transport's producer (its
+    # pause and resume still apply), and with it the HTTP request it parsed: its headers,
+    # cookies and body. Nothing reads them after the upgrade (daphne has forgotten it).
+    requests = getattr(getattr(getattr(protocol, "transport", None), "producer", None), "requests", None)
+    if isinstance(requests, list):
+        requests.clear()
     queue = getattr(receive, "__self__", None)
     if (
         type(queue) is asyncio.Queue
