@@ -104,7 +104,9 @@ def main(argv=None) -> int:
         clients = Clients(args.client_procs)
         port = free_port()
         server = start_daphne("memory", port, {**env, "DJANGO_SETTINGS_MODULE": "mblog.settings"}, 4096)
-        # Warm up: one signed-in socket, so that everything is imported and set up.
+        # Warm up: one signed-in socket, so that everything is imported and set up (what
+        # that costs once per process is reported apart: bench/fleet.py counts it).
+        rss_start = server.rss_kb()
         clients.connect(port, "/ws/inform/", [users[-1][1]])
         time.sleep(0.5)
         clients.close()
@@ -117,9 +119,10 @@ def main(argv=None) -> int:
         time.sleep(2.0)
         rss1 = server.rss_kb()
         n = clients.open_count()
-        result["memory"] = {"rss_before_kb": rss0, "rss_after_kb": rss1, "sockets": n,
+        result["memory"] = {"rss_at_start_kb": rss_start, "rss_before_kb": rss0, "rss_after_kb": rss1, "sockets": n,
                             "kb_per_socket": round((rss1 - rss0) / n, 2) if n else None}
-        log(f"RSS {rss0} -> {rss1} kB over {n} signed-in sockets: {result['memory']['kb_per_socket']} kB per socket")
+        log(f"RSS {rss_start} kB at start, {rss0} kB after one socket, {rss1} kB over {n} signed-in sockets: "
+            f"{result['memory']['kb_per_socket']} kB per socket")
         if args.tracemalloc and n:
             after = snapshot(server, dumps / "snap.2")
             diff = after.compare_to(before, args.group)
