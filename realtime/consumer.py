@@ -65,11 +65,12 @@ class GuardedConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
-        self._receive = receive
+        self._receive = receive  # under daphne, replaced at connect (wire.trim_after_handshake)
+        receive = None
         self.close_code = 1011  # if we leave by an exception
         try:
             while True:
-                await self.dispatch(await receive())
+                await self.dispatch(await self._receive())
         except StopConsumer:
             pass
         finally:
@@ -116,8 +117,7 @@ class GuardedConsumer(AsyncWebsocketConsumer):
         except DenyConnection:
             await self.close()
         if self._protocol is not None:
-            wire.trim_after_handshake(self._protocol, self._receive)
-        del self._receive
+            self._receive = wire.trim_after_handshake(self._protocol, self._receive)
 
     async def end_session(self) -> None:
         """The session this socket was opened with has ended (signed out elsewhere too)."""
