@@ -43,8 +43,12 @@ class WebSocketStack:
                 consumer_class = getattr(app, "consumer_class", None)
                 if consumer_class is None:
                     return await app(scope, receive, send)
-                # What the consumer's as_asgi() wrapper does, without its coroutine.
-                return await consumer_class(**app.consumer_initkwargs)(scope, receive, send)
+                # What the consumer's as_asgi() wrapper does, without its coroutine; and this
+                # frame lets go of receive, which the consumer replaces under daphne
+                # (realtime.wire.trim_after_handshake) so that daphne's queue can go.
+                running = consumer_class(**app.consumer_initkwargs)(scope, receive, send)
+                scope = receive = send = app = None
+                return await running
             finally:
                 self.caps.release(held)
         finally:

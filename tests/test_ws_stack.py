@@ -31,7 +31,9 @@ async def test_an_open_socket_keeps_one_coroutine_of_the_stack_and_one_scope(soc
         coro = coro.cr_await
     assert [c.cr_code.co_qualname for c in chain] == ["WebSocketStack.__call__", "GuardedConsumer.__call__", "Queue.get"]
     consumer = chain[1].cr_frame.f_locals["self"]
-    assert chain[0].cr_frame.f_locals["scope"] is consumer.scope
+    # Only the consumer holds the scope and receive (which it replaces under daphne).
+    assert chain[0].cr_frame.f_locals["scope"] is None and chain[0].cr_frame.f_locals["receive"] is None
+    assert chain[1].cr_frame.f_locals["receive"] is None and consumer._receive == s.comm.input_queue.get
     assert consumer.scope["user"] == alice and consumer.scope["url_route"] == {"args": (), "kwargs": {}}
     assert consumer.scope["path_remaining"] == "" and "session" in consumer.scope and "cookies" in consumer.scope
 
