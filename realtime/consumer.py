@@ -101,7 +101,6 @@ class GuardedConsumer(AsyncWebsocketConsumer):
         # Found at connect rather than on the first delivery: a broadcast right after a
         # connection storm would otherwise allocate for every socket mid-fan-out.
         self._protocol = wire.daphne_protocol(self.base_send)
-        self._direct_send = wire.direct_sender(self._protocol) if self._protocol is not None else None
         self.bucket = TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST)
         self._disconnected = False
         user = self.scope.get("user")
@@ -160,9 +159,9 @@ class GuardedConsumer(AsyncWebsocketConsumer):
 
     async def deliver(self, message: dict, frame: dict) -> None:
         """Called by the hub with a pre-built ASGI message (realtime.wire.PreparedSend)."""
-        direct = self._direct_send
-        if direct is not None and isinstance(message, wire.PreparedSend):
-            direct(message)  # under daphne: the frame framed once, written to the connection
+        protocol = self._protocol
+        if protocol is not None and isinstance(message, wire.PreparedSend):
+            wire.send_prepared(protocol, message)  # under daphne: framed once, written to the connection
         else:
             await self.base_send(message)
         self._bound_backlog()

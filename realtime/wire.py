@@ -77,11 +77,6 @@ def daphne_protocol(send):
     return None
 
 
-def direct_sender(protocol):
-    """A function writing a PreparedSend straight to this daphne connection."""
-    return functools.partial(_send_prepared, protocol)
-
-
 # What the fast path reads of autobahn's protocol, daphne's server and Twisted's
 # transport: private attributes, checked once per process against the installed versions.
 _PROTOCOL_ATTRS = ("state", "STATE_OPEN", "server", "_perMessageCompress", "send_queue", "sendPreparedMessage",
@@ -147,7 +142,8 @@ def _share_factory_config(protocol) -> None:
     cls._factory_config_shared = True
 
 
-def _send_prepared(protocol, message: PreparedSend) -> None:
+def send_prepared(protocol, message: PreparedSend) -> None:
+    """Write a PreparedSend straight to this daphne connection (daphne_protocol())."""
     # What daphne's Server.handle_reply and WebSocketProtocol.handle_reply would check.
     if protocol.state != protocol.STATE_OPEN:
         return  # closing or closed: daphne's path would raise Disconnected, the hub drops it
@@ -254,12 +250,36 @@ class Inbox:
         return future
 
 
+class SendQueue:
+    """autobahn's per-connection send_queue (a deque, ~760 bytes with its first block even
+    when empty) made on first use: autobahn queues only chopped or synchronous writes,
+    which daphne never asks for, so an open socket normally never has one."""
+
+    __slots__ = ("_queue",)
+
+    def __init__(self) -> None:
+        self._queue: collections.deque | None = None
+
+    def __len__(self) -> int:
+        return 0 if self._queue is None else len(self._queue)
+
+    def append(self, item) -> None:
+        if self._queue is None:
+            self._queue = collections.deque()
+        self._queue.append(item)
+
+    def popleft(self):
+        if not self._queue:
+            raise IndexError("pop from an empty deque")
+        return self._queue.popleft()
+
+
 def trim_after_handshake(protocol, receive):
     """Drop, from an open daphne connection, what only its handshake read: autobahn's
     copy of the raw request and its parsed headers, daphne's header list (the scope's
     `headers`, read by the middlewares before the socket was accepted) and Twisted's HTTP
-    request it was upgraded from; and replace daphne's per-connection asyncio.Queue by an
-    Inbox. Returns the receive to use from now on (docs/performance.md)."""
+    request it was upgraded from; replace autobahn's send queue by a SendQueue, and daphne's
+    per-connection asyncio.Queue by an Inbox. Returns the receive to use from now on (docs/performance.md)."""
     for name in ("http_request_data", "http_response_data", "http_headers", "http_status_line"):
         if name in protocol.__dict__:
             setattr(protocol, name, None if name != "http_headers" else {})
@@ -275,6 +295,9 @@ def trim_after_handshake(protocol, receive):
     requests = getattr(getattr(getattr(protocol, "transport", None), "producer", None), "requests", None)
     if isinstance(requests, list):
         requests.clear()
+    queued = protocol.__dict__.get("send_queue")
+    if type(queued) is collections.deque and not queued:
+        protocol.send_queue = SendQueue()
     # daphne only ever calls put_nowait() on its queue (ws_protocol); the consumer is not
     # waiting on it now (it is handling websocket.connect), so nothing is in flight.
     queue = getattr(receive, "__self__", None)

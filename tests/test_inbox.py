@@ -1,5 +1,6 @@
-"""realtime.wire.Inbox: what replaces daphne's per-connection asyncio.Queue once a socket
-is open (memory per idle socket). The same order and hand-over as the queue it replaces."""
+"""realtime.wire.Inbox and SendQueue: what replace daphne's per-connection asyncio.Queue
+and autobahn's send queue once a socket is open (memory per idle socket). The same order
+and hand-over as what they replace."""
 
 import asyncio
 
@@ -35,3 +36,21 @@ def test_a_cancelled_get_loses_no_message():
         return await inbox.get()
 
     assert asyncio.run(scenario()) == {"type": "websocket.disconnect", "code": 1000}
+
+
+def test_the_send_queue_acts_as_autobahns_deque_and_holds_nothing_until_used():
+    from realtime.wire import SendQueue
+
+    queue = SendQueue()
+    assert len(queue) == 0 and not queue and queue._queue is None
+    queue.append((b"a", True))
+    queue.append((b"b", False))
+    assert len(queue) == 2 and queue
+    assert queue.popleft() == (b"a", True) and queue.popleft() == (b"b", False)
+    assert not queue
+    try:
+        queue.popleft()
+    except IndexError:
+        pass
+    else:
+        raise AssertionError("popleft() of an empty queue must raise IndexError, as a deque does")
