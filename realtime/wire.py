@@ -274,6 +274,49 @@ class SendQueue:
         return self._queue.popleft()
 
 
+# autobahn's per-connection state that is None or False on an open, idle connection
+# (timers not running, nothing closing, no compression, the handshake's leftovers).
+_IDLE_NONE = (
+    "_perMessageCompress", "trackedTimings", "wasNotCleanReason", "localCloseCode", "localCloseReason",
+    "remoteCloseCode", "remoteCloseReason", "openHandshakeTimeoutCall", "closeHandshakeTimeoutCall",
+    "autoPingTimeoutCall", "autoPingPending", "autoPingPendingCall", "autoPingPendingSent", "http_request_data",
+    "http_status_line", "http_response_data", "protocol_to_accept", "websocket_protocol_in_use", "current_frame",
+)
+_IDLE_FALSE = (
+    "triggered", "wasMaxFramePayloadSizeExceeded", "wasMaxMessagePayloadSizeExceeded", "closedByMe", "failedByMe",
+    "droppedByMe", "wasClean", "wasServerConnectionDropTimeout", "wasOpenHandshakeTimeout",
+    "wasCloseHandshakeTimeout", "wasServingFlashSocketPolicyFile", "inside_message",
+)
+_idle_classes: dict = {}
+
+
+def _idle_class(cls):
+    """cls with the idle values above as class attributes (same name, so logs read the
+    same), for the names cls itself leaves to its instances."""
+    sub = _idle_classes.get(cls)
+    if sub is None:
+        defaults = {name: value for names, value in ((_IDLE_NONE, None), (_IDLE_FALSE, False)) for name in names
+                    if getattr(cls, name, value) is value}
+        sub = _idle_classes[cls] = type(cls.__name__, (cls,), {"__module__": cls.__module__, "_idle_class": True,
+                                                              **defaults})
+    return sub
+
+
+def _compact(protocol) -> None:
+    """autobahn keeps ~70 attributes in each connection's __dict__ (a 128-slot table,
+    1.5 kB); the ~30 that hold their idle value move to the connection's class, which
+    makes the table a 64-slot one. Each is read as before, and set on the connection
+    again when it changes (a ping timer, a close)."""
+    if "_idle_class" in type(protocol).__dict__:
+        return  # done already
+    idle = _idle_class(type(protocol))
+    defaults = idle.__dict__
+    kept = {name: value for name, value in protocol.__dict__.items()
+            if not (name in defaults and value is defaults[name])}
+    protocol.__class__ = idle
+    protocol.__dict__ = kept
+
+
 def trim_after_handshake(protocol, receive):
     """Drop, from an open daphne connection, what only its handshake read: autobahn's
     copy of the raw request and its parsed headers, daphne's header list (the scope's
@@ -295,6 +338,8 @@ def trim_after_handshake(protocol, receive):
     requests = getattr(getattr(getattr(protocol, "transport", None), "producer", None), "requests", None)
     if isinstance(requests, list):
         requests.clear()
+    if isinstance(protocol, _DaphneWebSocket):
+        _compact(protocol)
     queued = protocol.__dict__.get("send_queue")
     if type(queued) is collections.deque and not queued:
         protocol.send_queue = SendQueue()
