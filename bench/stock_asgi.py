@@ -40,7 +40,18 @@ class StockConsumer(AsyncWebsocketConsumer):
 stock = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([path("ws/stock/", StockConsumer.as_asgi())])))
 
 
-async def application(scope, receive, send):
+def application(scope, receive, send):
+    # Returns the coroutine to run, as mblog.asgi.application does: no coroutine of its own
+    # that every open socket would keep (the memory figures are the site's).
     if scope["type"] == "websocket" and scope["path"].startswith(STOCK_PATH):
-        return await stock(scope, receive, send)
-    return await site(scope, receive, send)
+        return stock(scope, receive, send)
+    return site(scope, receive, send)
+
+
+application._asgi_single_callable = True
+
+
+if os.environ.get("MBLOG_MEMORY_DUMP"):  # bench/memory.py: tracemalloc snapshots on SIGUSR1
+    from bench import memory_hook
+
+    memory_hook.install()

@@ -39,6 +39,7 @@ class InformConsumer(GuardedConsumer):
     stable: int | None = None  # None: no database read on this socket yet
     sent_bound_sync: "asyncio.Future | None" = None
     site_updates_off = False  # the person's preference, read at every sync
+    sent: "set[int] | frozenset[int]" = frozenset()  # a set once something is sent above stable
     _sync_lock: asyncio.Lock | None = None
 
     @property
@@ -54,7 +55,6 @@ class InformConsumer(GuardedConsumer):
         self.hub_groups = (push.SITE_GROUP,)
         if self.is_signed_in:  # anonymous sockets have no stream to resume (and stay small)
             self.hub_groups = (push.SITE_GROUP, push.user_group(self.user.pk))
-            self.sent: set[int] = set()
             self.opened_at = timezone.now()
         try:
             await get_hub().join(self, self.hub_groups)
@@ -80,7 +80,7 @@ class InformConsumer(GuardedConsumer):
             frame_id = frame["id"]
             if frame_id in self.sent or (self.stable is not None and frame_id <= self.stable):
                 return  # a sync already sent it
-            self.sent.add(frame_id)
+            self._mark_sent(frame_id)
             if len(self.sent) > MAX_SENT_ABOVE_STABLE and not self.sync_lock.locked():
                 self.sent_bound_sync = self.sent_bound_sync or asyncio.ensure_future(self._sync_to_bound_sent())
         await super().deliver(message, frame)
@@ -117,7 +117,7 @@ class InformConsumer(GuardedConsumer):
             if after > upto:
                 # A resume point this database never gave (restored, or another site):
                 # nothing can be caught up exactly; the client reloads its state.
-                self.stable, self.sent = upto, set()
+                self.stable, self.sent = upto, frozenset()
                 await self.send_frame(frames.reset_frame(upto))
                 await self.send_frame(frames.unread_frame(counters))
                 return
@@ -125,7 +125,7 @@ class InformConsumer(GuardedConsumer):
             while True:
                 for n in batch:
                     if not (only_unsent and n.id in self.sent):
-                        self.sent.add(n.id)
+                        self._mark_sent(n.id)
                         await self.send_frame(frames.inform_frame(n))
                 if len(batch) < SYNC_BATCH:
                     break
@@ -137,9 +137,14 @@ class InformConsumer(GuardedConsumer):
             if pages > 1:  # a long answer: count again at its end, as the last push left them
                 counters = await database_sync_to_async(selectors.counters)(self.user)
             self.stable = upto if self.stable is None else max(self.stable, upto)
-            self.sent = {i for i in self.sent if i > self.stable}
+            self.sent = {i for i in self.sent if i > self.stable} or frozenset()
             await self.send_frame(frames.unread_frame(counters))
             await self.send_frame(frames.synced_frame(self.stable))
+
+    def _mark_sent(self, frame_id: int) -> None:
+        if not self.sent:
+            self.sent = set()  # an idle socket keeps the shared empty frozenset
+        self.sent.add(frame_id)
 
     async def _sync_to_bound_sent(self) -> None:
         """Moves the resume point up, which empties self.sent."""

@@ -44,38 +44,43 @@ class WebSocketAuthMiddleware:
     of the scope. Those three keep three scope copies, a session wrapper and three
     suspended coroutines alive for as long as each socket is open (docs/performance.md);
     their session wrapper saves sessions only on HTTP responses, so a WebSocket loses
-    nothing without it."""
+    nothing without it. (The site runs authenticate() in mblog.ws_stack.)"""
 
     def __init__(self, inner) -> None:
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "websocket" and authorization(scope) is not None:
-            return await self._with_token(scope, receive, send)
-        cookies = {}
-        for name, value in scope["headers"]:
-            if name == b"cookie":
-                cookies = parse_cookie(value.decode("latin1"))
-                break
-        session = _session_store()(cookies.get(settings.SESSION_COOKIE_NAME))
-        scope = dict(scope, cookies=cookies, session=session)
-        scope["user"] = await user_for_scope(scope)
-        return await self.inner(scope, receive, send)
+        scope = await authenticate(scope, receive, send)
+        if scope is not None:
+            return await self.inner(scope, receive, send)
 
-    async def _with_token(self, scope, receive, send):
-        """A handshake with `Authorization: Bearer` is its token's user, or refused; its
-        cookies are ignored. `auth_key` is what ends the socket when the token is revoked
-        (realtime.sessions); `read_only` tells consumers what it may change."""
-        token = await database_sync_to_async(token_authenticate)(bearer(authorization(scope)))
+
+async def authenticate(scope, receive, send) -> dict | None:
+    """A copy of the scope with "cookies", "session" and "user" (the one copy a socket
+    keeps), or None when the handshake was refused (a bad token: closed with 4401).
+    A handshake with `Authorization: Bearer` is its token's user, or refused; its cookies
+    are ignored. `auth_key` is what ends the socket when the token is revoked
+    (realtime.sessions); `read_only` tells consumers what it may change."""
+    header = authorization(scope)
+    if header is not None:
+        token = await database_sync_to_async(token_authenticate)(bearer(header))
         if token is None:
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": CLOSE_UNAUTHENTICATED})
-            return
-        scope = dict(
+            return None
+        return dict(
             scope, cookies={}, session=_session_store()(None), user=token.user,
             auth_key=socket_key(token.pk), read_only=token.read_only,
         )
-        return await self.inner(scope, receive, send)
+    cookies = {}
+    for name, value in scope["headers"]:
+        if name == b"cookie":
+            cookies = parse_cookie(value.decode("latin1"))
+            break
+    session = _session_store()(cookies.get(settings.SESSION_COOKIE_NAME))
+    scope = dict(scope, cookies=cookies, session=session)
+    scope["user"] = await user_for_scope(scope)
+    return scope
 
 
 def authorization(scope) -> str | None:

@@ -22,9 +22,10 @@ CLOSE_TOO_MANY = 4429
 
 
 class SocketCapMiddleware:
-    """Sits after the auth middleware (it needs scope["user"])."""
+    """Sits after the auth middleware (it needs scope["user"]). The site runs take(),
+    refuse() and release() in mblog.ws_stack."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner=None) -> None:
         self.inner = inner
         self.by_user: Counter = Counter()
         self.by_address: Counter = Counter()
@@ -32,28 +33,39 @@ class SocketCapMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "websocket":
             return await self.inner(scope, receive, send)
+        held = self.take(scope)
+        if isinstance(held, str):
+            return await self.refuse(receive, send, held)
+        try:
+            return await self.inner(scope, receive, send)
+        finally:
+            self.release(held)
+
+    def take(self, scope) -> "tuple | str":
+        """Counts this socket against its user's and its address's caps: what release()
+        takes back when it ends; or, over a cap, why it is refused (then refuse())."""
         user = scope.get("user")
         user_key = user.pk if user is not None and user.is_authenticated else None
         address = (scope.get("client") or (None,))[0]
         per_user, per_address = settings.WS_MAX_SOCKETS_PER_USER, settings.WS_MAX_SOCKETS_PER_ADDRESS
         if user_key is not None and per_user and self.by_user[user_key] >= per_user:
-            return await self._refuse(receive, send, f"at most {per_user} open sockets per user; close a tab")
+            return f"at most {per_user} open sockets per user; close a tab"
         if address is not None and per_address and self.by_address[address] >= per_address:
-            return await self._refuse(receive, send, f"at most {per_address} open sockets per address")
+            return f"at most {per_address} open sockets per address"
         if user_key is not None:
             self.by_user[user_key] += 1
         if address is not None:
             self.by_address[address] += 1
-        try:
-            return await self.inner(scope, receive, send)
-        finally:
-            for counter, key in ((self.by_user, user_key), (self.by_address, address)):
-                if key is not None:
-                    counter[key] -= 1
-                    if counter[key] <= 0:
-                        del counter[key]
+        return user_key, address
 
-    async def _refuse(self, receive, send, detail: str) -> None:
+    def release(self, held: tuple) -> None:
+        for counter, key in zip((self.by_user, self.by_address), held, strict=True):
+            if key is not None:
+                counter[key] -= 1
+                if counter[key] <= 0:
+                    del counter[key]
+
+    async def refuse(self, receive, send, detail: str) -> None:
         metrics.CLOSES.labels("too_many_sockets").inc()
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})

@@ -65,11 +65,12 @@ class GuardedConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
-        self._receive = receive
+        self._receive = receive  # under daphne, replaced at connect (wire.trim_after_handshake)
+        receive = None
         self.close_code = 1011  # if we leave by an exception
         try:
             while True:
-                await self.dispatch(await receive())
+                await self.dispatch(await self._receive())
         except StopConsumer:
             pass
         finally:
@@ -100,7 +101,6 @@ class GuardedConsumer(AsyncWebsocketConsumer):
         # Found at connect rather than on the first delivery: a broadcast right after a
         # connection storm would otherwise allocate for every socket mid-fan-out.
         self._protocol = wire.daphne_protocol(self.base_send)
-        self._direct_send = wire.direct_sender(self._protocol) if self._protocol is not None else None
         self.bucket = TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST)
         self._disconnected = False
         user = self.scope.get("user")
@@ -116,8 +116,7 @@ class GuardedConsumer(AsyncWebsocketConsumer):
         except DenyConnection:
             await self.close()
         if self._protocol is not None:
-            wire.trim_after_handshake(self._protocol, self._receive)
-        del self._receive
+            self._receive = wire.trim_after_handshake(self._protocol, self._receive)
 
     async def end_session(self) -> None:
         """The session this socket was opened with has ended (signed out elsewhere too)."""
@@ -160,9 +159,9 @@ class GuardedConsumer(AsyncWebsocketConsumer):
 
     async def deliver(self, message: dict, frame: dict) -> None:
         """Called by the hub with a pre-built ASGI message (realtime.wire.PreparedSend)."""
-        direct = self._direct_send
-        if direct is not None and isinstance(message, wire.PreparedSend):
-            direct(message)  # under daphne: the frame framed once, written to the connection
+        protocol = self._protocol
+        if protocol is not None and isinstance(message, wire.PreparedSend):
+            wire.send_prepared(protocol, message)  # under daphne: framed once, written to the connection
         else:
             await self.base_send(message)
         self._bound_backlog()

@@ -18,7 +18,6 @@ import itertools
 import logging
 import time
 import weakref
-from collections import defaultdict
 from typing import Protocol
 
 from django.conf import settings
@@ -69,7 +68,9 @@ class Hub:
 
     def __init__(self) -> None:
         self.channel: str | None = None
-        self.members: dict[str, set[HubSocket]] = defaultdict(set)
+        # group -> its local sockets: the socket itself while it is the only one (most
+        # groups: a user's tabs, a session), a set from the second on (memory per socket).
+        self.members: dict[str, HubSocket | set[HubSocket]] = {}
         self.healthy = True
         self._lock = asyncio.Lock()  # starting and stopping the channel
         self._tasks: list[asyncio.Task] = []
@@ -90,7 +91,7 @@ class Hub:
             await self._started()
         waits = set()
         for group in groups:
-            self.members[group].add(socket)
+            self._add(group, socket)
             self._idle.pop(group, None)
             if group not in self._subscribed:
                 waits.add(self._joining.get(group) or self._queue(group))
@@ -179,16 +180,37 @@ class Hub:
                 if not self.members and self.channel is not None:
                     await self._stop()
 
+    def sockets(self, group: str) -> "tuple[HubSocket, ...]":
+        """The local sockets of a group."""
+        members = self.members.get(group)
+        if members is None:
+            return ()
+        return tuple(members) if isinstance(members, set) else (members,)
+
+    def _add(self, group: str, socket: HubSocket) -> None:
+        members = self.members.get(group)
+        if members is None:
+            self.members[group] = socket
+        elif isinstance(members, set):
+            members.add(socket)
+        elif members is not socket:
+            self.members[group] = {members, socket}
+
     def _forget(self, socket: HubSocket, groups) -> None:
         now = time.monotonic()
         for group in groups:
             members = self.members.get(group)
-            if members is None:
+            if isinstance(members, set):
+                members.discard(socket)
+                if len(members) > 1:
+                    continue
+                if members:
+                    self.members[group] = next(iter(members))
+                    continue
+            elif members is not socket:
                 continue
-            members.discard(socket)
-            if not members:
-                del self.members[group]
-                self._idle[group] = now
+            del self.members[group]
+            self._idle[group] = now
 
     async def _leave_idle(self, older_than: float) -> None:
         """Unsubscribe the groups without sockets for longer than older_than seconds."""
@@ -249,7 +271,7 @@ class Hub:
             if waiter is not None and not waiter.done():
                 waiter.set_result(True)
             return
-        sockets = list(self.members.get(message.get("group", ""), ()))
+        sockets = self.sockets(message.get("group", ""))
         if not sockets:
             return
         if kind == "end_session":
@@ -326,7 +348,7 @@ class Hub:
             return
         self.healthy = True
         metrics.LAYER_HEALS.inc()
-        sockets = {s for members in self.members.values() for s in members}
+        sockets = {s for group in self.members for s in self.sockets(group)}
         log.warning("channel layer is back; %d sockets catch up from the database", len(sockets))
         await asyncio.gather(*(s.catch_up() for s in sockets), return_exceptions=True)
 

@@ -42,9 +42,12 @@ def shard_key(host: dict) -> str:
 class RendezvousLoopLayer(RedisPubSubLoopLayer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self._last_only: frozenset = frozenset()
         keys = tuple(shard_key(shard.host) for shard in self._shards)
-        # Publishing hashes the group name on every send: remember recent answers.
-        self._shard_index = lru_cache(maxsize=65536)(lambda name: rendezvous(name, keys))
+        # Publishing hashes the group name on every send: remember recent answers (with
+        # more than one server; with one there is nothing to hash).
+        self._shard_index = (lambda name: 0) if len(keys) == 1 else lru_cache(maxsize=65536)(
+            lambda name: rendezvous(name, keys))
 
     def _get_shard(self, channel_or_group_name):
         return self._shards[self._shard_index(channel_or_group_name)]
@@ -52,6 +55,22 @@ class RendezvousLoopLayer(RedisPubSubLoopLayer):
     # group_add/group_discard for many groups at once: one SUBSCRIBE or UNSUBSCRIBE per
     # server instead of one command (and one turn of the shard's lock) per group. The
     # process hub joins and leaves its groups in batches (realtime.hub).
+    #
+    # A group with one local channel (with the process hub: every group) holds a frozenset
+    # of it, the same object for every such group of that channel, instead of a set per
+    # group (a user's group and a session's group per signed-in socket: memory per
+    # socket); a group of more channels holds a set. The receiver only iterates over it.
+
+    async def group_add(self, group, channel):
+        await self.group_add_many([group], channel)
+
+    async def group_discard(self, group, channel):
+        await self.group_discard_many([group], channel)
+
+    def _only(self, channel: str) -> frozenset:
+        if channel not in self._last_only:
+            self._last_only = frozenset((channel,))
+        return self._last_only
 
     async def group_add_many(self, groups, channel) -> None:
         if channel not in self.channels:
@@ -59,7 +78,11 @@ class RendezvousLoopLayer(RedisPubSubLoopLayer):
         by_shard = defaultdict(list)
         for group in groups:
             name = self._get_group_channel_name(group)
-            self.groups.setdefault(name, set()).add(channel)
+            members = self.groups.get(name)
+            if members is None:
+                self.groups[name] = self._only(channel)
+            elif channel not in members:
+                self.groups[name] = set(members) | {channel}
             by_shard[self._get_shard(name)].append(name)
         await asyncio.gather(*(_subscribe(shard, names) for shard, names in by_shard.items()))
 
@@ -70,8 +93,9 @@ class RendezvousLoopLayer(RedisPubSubLoopLayer):
             members = self.groups.get(name)
             if members is None or channel not in members:
                 continue
-            members.discard(channel)
-            if not members:
+            if isinstance(members, set):
+                members.discard(channel)
+            if not isinstance(members, set) or not members:
                 del self.groups[name]
                 by_shard[self._get_shard(name)].append(name)
         await asyncio.gather(*(_unsubscribe(shard, names) for shard, names in by_shard.items()))

@@ -110,7 +110,11 @@ class _Pace:
 
 
 class LoadShedMiddleware:
-    def __init__(self, inner) -> None:
+    """Outermost in the WebSocket stack. Its two steps are also used on their own, by a
+    stack that runs every check in one coroutine (mblog.ws_stack): admit() at the
+    handshake's start and, for a socket it admits, done() on its send when it ends."""
+
+    def __init__(self, inner=None) -> None:
         self.inner = inner
         self.pending = 0  # handshakes in progress in this process
         self.open = 0  # sockets accepted and not yet finished
@@ -121,21 +125,28 @@ class LoadShedMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "websocket":
             return await self.inner(scope, receive, send)
+        watched = self.admit(send)
+        if watched is None:
+            return await self.turn_away(receive, send)
+        try:
+            return await self.inner(scope, receive, watched.send)
+        finally:
+            watched.done()
+
+    def admit(self, send) -> "_Watched | None":
+        """A new handshake: the send to use for it (its done() must be called when the
+        socket ends), or None when the process is over a cap (then turn_away())."""
         max_pending, max_open = settings.WS_MAX_PENDING_HANDSHAKES, settings.WS_MAX_SOCKETS_PER_PROCESS
         if max_pending and self.pending >= MIN_PENDING:
             max_pending = self.pace.pending_cap(max_pending)
         self.cap = max_pending
         if (max_pending and self.pending >= max_pending) or (max_open and self.open + self.pending >= max_open):
             self._pause(send)
-            return await self._shed(receive, send)
+            return None
         self.pending += 1
         if max_pending and self.pending >= max_pending:
             self._pause(send)
-        watched = _Watched(send, self)
-        try:
-            return await self.inner(scope, receive, watched.send)
-        finally:
-            watched.done()
+        return _Watched(send, self)
 
     def _pause(self, send) -> None:
         port = wire.listening_port(send)
@@ -156,7 +167,8 @@ class LoadShedMiddleware:
         if self.paused and (not self.cap or self.pending < self.cap):
             self._resume_all()
 
-    async def _shed(self, receive, send) -> None:
+    async def turn_away(self, receive, send) -> None:
+        """Accept, say when to come back, close with 4503."""
         metrics.CLOSES.labels("overloaded").inc()
         base = settings.WS_RETRY_AFTER_SECONDS
         # Before the first second of accepts is measured: as many as may be in progress, per base.

@@ -14,8 +14,8 @@ ASGI path anywhere else (tests' WebsocketCommunicator, uvicorn, ...):
   configuration for a debug log line on every connection, debug logging on or not.
 * ``_share_factory_config()``: autobahn also copies that configuration onto every
   connection; after the first, connections read it from their class.
-* ``trim_after_handshake()``: what an open connection keeps of its handshake and of
-  daphne's per-connection queue that nothing reads again (memory per idle socket).
+* ``trim_after_handshake()``: what an open connection keeps of its handshake that
+  nothing reads again, and a smaller queue than daphne's (memory per idle socket).
 """
 
 import asyncio
@@ -75,11 +75,6 @@ def daphne_protocol(send):
         if send is None:
             return None
     return None
-
-
-def direct_sender(protocol):
-    """A function writing a PreparedSend straight to this daphne connection."""
-    return functools.partial(_send_prepared, protocol)
 
 
 # What the fast path reads of autobahn's protocol, daphne's server and Twisted's
@@ -147,7 +142,8 @@ def _share_factory_config(protocol) -> None:
     cls._factory_config_shared = True
 
 
-def _send_prepared(protocol, message: PreparedSend) -> None:
+def send_prepared(protocol, message: PreparedSend) -> None:
+    """Write a PreparedSend straight to this daphne connection (daphne_protocol())."""
     # What daphne's Server.handle_reply and WebSocketProtocol.handle_reply would check.
     if protocol.state != protocol.STATE_OPEN:
         return  # closing or closed: daphne's path would raise Disconnected, the hub drops it
@@ -221,18 +217,112 @@ def defer_autobahn_config_dump() -> None:
     _autobahn.Timings.__str__ = lambda self: pprint.pformat(self._timings)
 
 
-# Shared by every daphne application queue: an unbounded asyncio.Queue never parks a
-# putter, and nobody join()s daphne's queues, so these stay empty and unused.
-_NO_PUTTERS: collections.deque = collections.deque()
-_NO_JOIN = asyncio.Event()
+class Inbox:
+    """What daphne's per-connection asyncio.Queue is to an open socket (daphne puts each
+    message, the one consumer awaits them one at a time), in about 100 bytes instead of
+    ~1.9 kB: an asyncio.Queue keeps two deques (its items and its waiting getters, a
+    64-slot block each even when empty) and a coroutine for every pending get()."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self, items=()) -> None:
+        self._items = collections.deque(items) if items else None
+        self._waiter: asyncio.Future | None = None
+
+    def put_nowait(self, item) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():  # done: its get() was cancelled
+            waiter.set_result(item)
+            return
+        if self._items is None:
+            self._items = collections.deque()
+        self._items.append(item)
+
+    def get(self) -> asyncio.Future:
+        """The next message, to await (one get() at a time: there is one consumer)."""
+        future = asyncio.get_running_loop().create_future()
+        if self._items:
+            future.set_result(self._items.popleft())
+            if not self._items:
+                self._items = None
+        else:
+            self._waiter = future
+        return future
 
 
-def trim_after_handshake(protocol, receive) -> None:
+class SendQueue:
+    """autobahn's per-connection send_queue (a deque, ~760 bytes with its first block even
+    when empty) made on first use: autobahn queues only chopped or synchronous writes,
+    which daphne never asks for, so an open socket normally never has one."""
+
+    __slots__ = ("_queue",)
+
+    def __init__(self) -> None:
+        self._queue: collections.deque | None = None
+
+    def __len__(self) -> int:
+        return 0 if self._queue is None else len(self._queue)
+
+    def append(self, item) -> None:
+        if self._queue is None:
+            self._queue = collections.deque()
+        self._queue.append(item)
+
+    def popleft(self):
+        if not self._queue:
+            raise IndexError("pop from an empty deque")
+        return self._queue.popleft()
+
+
+# autobahn's per-connection state that is None or False on an open, idle connection
+# (timers not running, nothing closing, no compression, the handshake's leftovers).
+_IDLE_NONE = (
+    "_perMessageCompress", "trackedTimings", "wasNotCleanReason", "localCloseCode", "localCloseReason",
+    "remoteCloseCode", "remoteCloseReason", "openHandshakeTimeoutCall", "closeHandshakeTimeoutCall",
+    "autoPingTimeoutCall", "autoPingPending", "autoPingPendingCall", "autoPingPendingSent", "http_request_data",
+    "http_status_line", "http_response_data", "protocol_to_accept", "websocket_protocol_in_use", "current_frame",
+)
+_IDLE_FALSE = (
+    "triggered", "wasMaxFramePayloadSizeExceeded", "wasMaxMessagePayloadSizeExceeded", "closedByMe", "failedByMe",
+    "droppedByMe", "wasClean", "wasServerConnectionDropTimeout", "wasOpenHandshakeTimeout",
+    "wasCloseHandshakeTimeout", "wasServingFlashSocketPolicyFile", "inside_message",
+)
+_idle_classes: dict = {}
+
+
+def _idle_class(cls):
+    """cls with the idle values above as class attributes (same name, so logs read the
+    same), for the names cls itself leaves to its instances."""
+    sub = _idle_classes.get(cls)
+    if sub is None:
+        defaults = {name: value for names, value in ((_IDLE_NONE, None), (_IDLE_FALSE, False)) for name in names
+                    if getattr(cls, name, value) is value}
+        sub = _idle_classes[cls] = type(cls.__name__, (cls,), {"__module__": cls.__module__, "_idle_class": True,
+                                                              **defaults})
+    return sub
+
+
+def _compact(protocol) -> None:
+    """autobahn keeps ~70 attributes in each connection's __dict__ (a 128-slot table,
+    1.5 kB); the ~30 that hold their idle value move to the connection's class, which
+    makes the table a 64-slot one. Each is read as before, and set on the connection
+    again when it changes (a ping timer, a close)."""
+    if "_idle_class" in type(protocol).__dict__:
+        return  # done already
+    idle = _idle_class(type(protocol))
+    defaults = idle.__dict__
+    kept = {name: value for name, value in protocol.__dict__.items()
+            if not (name in defaults and value is defaults[name])}
+    protocol.__class__ = idle
+    protocol.__dict__ = kept
+
+
+def trim_after_handshake(protocol, receive):
     """Drop, from an open daphne connection, what only its handshake read: autobahn's
-    copy of the raw request and its parsed headers, and daphne's header list (the scope's
-    `headers`, read by the middlewares before the socket was accepted); and share the two
-    parts of daphne's per-connection asyncio.Queue that an unbounded queue never uses
-    (about 4 kB per idle socket, docs/performance.md)."""
+    copy of the raw request and its parsed headers, daphne's header list (the scope's
+    `headers`, read by the middlewares before the socket was accepted) and Twisted's HTTP
+    request it was upgraded from; replace autobahn's send queue by a SendQueue, and daphne's
+    per-connection asyncio.Queue by an Inbox. Returns the receive to use from now on (docs/performance.md)."""
     for name in ("http_request_data", "http_response_data", "http_headers", "http_status_line"):
         if name in protocol.__dict__:
             setattr(protocol, name, None if name != "http_headers" else {})
@@ -242,15 +332,30 @@ def trim_after_handshake(protocol, receive) -> None:
     headers = getattr(protocol, "clean_headers", None)
     if isinstance(headers, list):
         headers.clear()  # the same list is every scope copy's "headers"
+    # Twisted's HTTP channel that daphne upgraded from stays the transport's producer (its
+    # pause and resume still apply), and with it the HTTP request it parsed: its headers,
+    # cookies and body. Nothing reads them after the upgrade (daphne has forgotten it).
+    requests = getattr(getattr(getattr(protocol, "transport", None), "producer", None), "requests", None)
+    if isinstance(requests, list):
+        requests.clear()
+    if isinstance(protocol, _DaphneWebSocket):
+        _compact(protocol)
+    queued = protocol.__dict__.get("send_queue")
+    if type(queued) is collections.deque and not queued:
+        protocol.send_queue = SendQueue()
+    # daphne only ever calls put_nowait() on its queue (ws_protocol); the consumer is not
+    # waiting on it now (it is handling websocket.connect), so nothing is in flight.
     queue = getattr(receive, "__self__", None)
     if (
         type(queue) is asyncio.Queue
         and queue.maxsize <= 0
-        and not queue._putters
-        and isinstance(getattr(queue, "_finished", None), asyncio.Event)
+        and not queue._getters
+        and getattr(protocol, "application_queue", None) is queue
     ):
-        queue._putters = _NO_PUTTERS
-        queue._finished = _NO_JOIN
+        inbox = Inbox(queue._queue)
+        protocol.application_queue = inbox
+        return inbox.get
+    return receive
 
 
 def listening_port(send):

@@ -247,7 +247,7 @@ async def test_open_socket_catches_up_after_the_layer_lost_pushes(sockets, make_
         return [Message.objects.create(room=room, user=bob, text=t).id for t in ("lost 1", "lost 2")]
 
     lost = await db(lost_pushes)()
-    (socket,) = get_hub().members["chat." + str(await db(lambda: Room.objects.get(name="lobby").id)())]
+    (socket,) = get_hub().sockets("chat." + str(await db(lambda: Room.objects.get(name="lobby").id)()))
     await socket.catch_up()
     got = [await a.recv_until("message"), await a.recv_until("message")]
     assert [f["id"] for f in got] == lost

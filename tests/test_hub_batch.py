@@ -103,3 +103,27 @@ async def test_a_cancelled_join_does_not_fail_the_others_in_its_batch(layer_comm
     for i, s in enumerate(sockets[1:], 1):
         await hub.leave(s, [f"user.{92000 + i}"])
     await hub.leave(keeper, ["site"])
+
+
+async def test_a_group_of_one_socket_then_two_then_one_hears_every_push(layer_commands):
+    """A group's only socket is held without a set (memory per socket), a second makes it
+    a set, and when one of two leaves the other still hears every push."""
+    hub = Hub()
+    first, second = FakeSocket(), FakeSocket()
+    await hub.join(first, ["user.93000"])
+    assert hub.members["user.93000"] is first and hub.sockets("user.93000") == (first,)
+    await hub.join(first, ["user.93000"])  # joining again changes nothing
+    assert hub.sockets("user.93000") == (first,)
+    await hub.join(second, ["user.93000"])
+    assert set(hub.sockets("user.93000")) == {first, second}
+    await transport.agroup_send("user.93000", {"frame": {"type": "both"}})
+    await until(lambda: first.frames and second.frames, "the push to both tabs")
+    await hub.leave(first, ["user.93000"])
+    assert hub.members["user.93000"] is second
+    await transport.agroup_send("user.93000", {"frame": {"type": "one"}})
+    await until(lambda: len(second.frames) == 2, "the push to the tab left")
+    assert first.frames == [{"type": "both"}]
+    await hub.leave(first, ["user.93000"])  # a second leave of the same socket: nothing
+    assert hub.sockets("user.93000") == (second,)
+    await hub.leave(second, ["user.93000"])
+    assert "user.93000" not in hub.members and hub.channel is None

@@ -67,3 +67,41 @@ def test_redis_url_may_name_several_servers():
     assert backend == "realtime.layers.ShardedPubSubChannelLayer"
     assert hosts == ["redis://127.0.0.1:1/0", "redis://127.0.0.1:2/0"]
     assert cache == "redis://127.0.0.1:1/0"
+
+
+@pytest.mark.asyncio
+async def test_group_members_one_channel_or_several_over_real_redis():
+    """A group of one local channel shares one frozenset with every such group (memory per
+    socket); a second channel makes it a set; every member hears the group until it
+    leaves, and the last leave unsubscribes."""
+    import asyncio
+
+    from channels.layers import get_channel_layer
+
+    from realtime.layers import ShardedPubSubChannelLayer
+
+    layer = get_channel_layer()
+    if not isinstance(layer, ShardedPubSubChannelLayer):
+        pytest.skip("needs the Redis layer (bin/test)")
+    a, b = await layer.new_channel(), await layer.new_channel()
+    loop_layer = layer._get_layer()
+    try:
+        await layer.group_add("g1", a)
+        await layer.group_add("g2", a)
+        g1, g2 = (loop_layer._get_group_channel_name(g) for g in ("g1", "g2"))
+        assert loop_layer.groups[g1] == frozenset({a}) and loop_layer.groups[g1] is loop_layer.groups[g2]
+        await layer.group_add("g1", b)
+        assert loop_layer.groups[g1] == {a, b} and loop_layer.groups[g2] == frozenset({a})
+        await layer.group_send("g1", {"type": "x", "n": 1})
+        assert (await asyncio.wait_for(layer.receive(a), 5))["n"] == 1
+        assert (await asyncio.wait_for(layer.receive(b), 5))["n"] == 1
+        await layer.group_discard("g1", a)
+        await layer.group_send("g1", {"type": "x", "n": 2})
+        assert (await asyncio.wait_for(layer.receive(b), 5))["n"] == 2
+        await layer.group_discard("g1", b)
+        await layer.group_discard("g2", a)
+        assert g1 not in loop_layer.groups and g2 not in loop_layer.groups
+        shard = loop_layer._get_shard(g1)
+        assert g1 not in shard._subscribed_to
+    finally:
+        await layer.flush()

@@ -74,3 +74,44 @@ def test_a_changed_private_attribute_turns_the_fast_path_off_with_one_warning(ca
         assert wire.fast_path_ok(Renamed()) is False
     warnings = [r for r in caplog.records if "fast path disabled" in r.getMessage()]
     assert len(warnings) == 1 and "transport.dataBuffer" in warnings[0].getMessage()
+
+
+def test_trimmed_sockets_answer_pings_get_broadcasts_and_close_cleanly(make_user):
+    """After realtime.wire.trim_after_handshake (Twisted's request dropped, an Inbox for
+    daphne's queue, autobahn's idle state on its class): daphne's keep-alive pings are
+    answered through two ping timeouts, broadcasts arrive, and sockets close cleanly from
+    either side, with nothing in the server's log."""
+    import os
+    import time
+
+    from tests.conftest import Daphne, live_database_url
+
+    server = Daphne({**os.environ, "DATABASE_URL": live_database_url()}, name="trimmed",
+                    args=("--ping-interval", "1", "--ping-timeout", "2"))
+    earlier = server.log_path.stat().st_size if server.log_path.exists() else 0
+    server.start()
+    try:
+        async def scenario():
+            sockets = [await _open(server.url, c) for c in ["deflate", None, None]]
+            # Past two ping timeouts: a ping left unanswered would have dropped the socket.
+            await asyncio.sleep(5)
+            await sync_to_async(send_inform)(everyone=True, verb="site_update", text="after pings")
+            for ws in sockets:
+                assert json.loads(await asyncio.wait_for(ws.recv(), 5))["text"] == "after pings"
+            await sockets[0].send(json.dumps({"type": "sync", "after": 0}))
+            assert json.loads(await asyncio.wait_for(sockets[0].recv(), 5))["code"] == "unauthenticated"
+            await sockets[0].close()
+            assert sockets[0].close_code == 1000
+            await sockets[1].send("not json")
+            assert json.loads(await asyncio.wait_for(sockets[1].recv(), 5))["code"] == "bad_request"
+            for ws in sockets[1:]:
+                await ws.close()
+                assert ws.close_code == 1000
+
+        started = time.monotonic()
+        asyncio.run(scenario())
+        assert time.monotonic() - started < 30
+    finally:
+        server.stop()
+    log = server.log_path.read_text()[earlier:]
+    assert "Traceback" not in log and "ERROR" not in log, log[-3000:]
