@@ -26,13 +26,17 @@ if not settings.REDIS_URL:
         "Set REDIS_URL=redis://… to run several daphne processes."
     )
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": LoadShedMiddleware(
-            OriginCheckMiddleware(WebSocketAuthMiddleware(SocketCapMiddleware(URLRouter(inform_ws + chat_ws))))
-        ),
-    }
+# Load shedding outermost, around HTTP too: it paces what the process accepts from its
+# listening port, and every connection that reaches the application has arrived.
+application = LoadShedMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": OriginCheckMiddleware(
+                WebSocketAuthMiddleware(SocketCapMiddleware(URLRouter(inform_ws + chat_ws)))
+            ),
+        }
+    )
 )
 
 # Everything imported so far lives as long as the process: keep it out of every future

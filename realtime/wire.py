@@ -61,15 +61,21 @@ def daphne_protocol(send):
     """
     if _DaphneWebSocket is None:
         return None
+    protocol = _daphne_connection(send)
+    if not isinstance(protocol, _DaphneWebSocket) or not fast_path_ok(protocol):
+        return None
+    _share_factory_config(protocol)
+    return protocol
+
+
+def _daphne_connection(send):
+    """The daphne connection (a WebSocket protocol, or an HTTP request) behind an ASGI
+    ``send``, or None."""
     for _ in range(8):
         if isinstance(send, functools.partial):
             if getattr(send.func, "__name__", "") != "handle_reply" or not send.args:
                 return None
-            protocol = send.args[0]
-            if not isinstance(protocol, _DaphneWebSocket) or not fast_path_ok(protocol):
-                return None
-            _share_factory_config(protocol)
-            return protocol
+            return send.args[0]
         owner = getattr(send, "__self__", None)
         send = getattr(owner, "real_send", None)
         if send is None:
@@ -254,10 +260,33 @@ def trim_after_handshake(protocol, receive) -> None:
 
 
 def listening_port(send):
-    """The Twisted listening port a daphne connection came in on (its ``stopReading`` /
-    ``startReading`` pause and resume accepting), or None."""
-    protocol = daphne_protocol(send)
+    """The Twisted listening port a daphne connection (WebSocket or HTTP) came in on (its
+    ``stopReading`` / ``startReading`` pause and resume accepting), or None."""
+    protocol = _daphne_connection(send) if _DaphneWebSocket is not None else None
     port = getattr(getattr(protocol, "transport", None), "server", None)
     if hasattr(port, "stopReading") and hasattr(port, "startReading"):
         return port
     return None
+
+
+def gate_accepts(port, room, accepted) -> bool:
+    """Make a Twisted listening port ask before it accepts: each time it is readable it
+    accepts at most ``room(port)`` connections (none for 0 or less: room stops the port
+    reading) and tells ``accepted(count)`` how many it took. Twisted alone accepts up to
+    ``numberAccepts`` at once (100, and 20 more each time it finds that many waiting).
+    False (nothing changed) if the port lacks what this uses."""
+    if not all(hasattr(port, a) for a in ("doRead", "numberAccepts", "sessionno")):
+        return False
+    read = port.doRead
+
+    def gated_read() -> None:
+        n = room(port)
+        if n <= 0:
+            return
+        port.numberAccepts = min(port.numberAccepts, n)
+        before = port.sessionno
+        read()
+        accepted(port.sessionno - before)
+
+    port.doRead = gated_read
+    return True
