@@ -45,6 +45,7 @@ from bench.run import (  # noqa: E402
     TEXT_PREFIX,
     Clients,
     Profiler,
+    bench_actors,
     broadcast_figures,
     burst_figures,
     drop_sessions,
@@ -177,13 +178,16 @@ def phase_personal(args, clients: Clients, users: list) -> dict:
     clients.collect()
     rng = random.Random(42)
     targets = [rng.choice(users)[0] for _ in range(total)]
+    actors = bench_actors()
     sent: dict[int, float] = {}
     lock = threading.Lock()
     errors = [0]
 
     def one(k: int) -> None:
         try:
-            nid, t_commit, _ = push_personal(targets[k], k)
+            nid, t_commit, _ = push_personal(targets[k], k, actors)
+            if nid is None:  # the target's preferences stopped it: nothing to receive
+                return
             with lock:
                 sent[nid] = t_commit
         except Exception as exc:  # noqa: BLE001
