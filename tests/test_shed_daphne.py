@@ -6,9 +6,11 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
+from realtime.shed import PAUSE_SECONDS
 from tests.conftest import ROOT, stop_process, wait_until
 
 pytestmark = pytest.mark.slow  # a real server process
@@ -94,6 +96,26 @@ def test_a_burst_of_handshakes_is_taken_a_cap_at_a_time_and_none_is_shed(tmp_pat
         stop_process(server)
     log.seek(0)
     assert "Traceback" not in log.read()
+
+
+def test_http_requests_that_arrive_open_the_gate_again(tmp_path):
+    """Connections accepted count against the handshake cap until they reach the
+    application; an HTTP request reaching it must let the port accept again at once, not
+    only when a handshake ends or the pause runs out (1 s for every cap's worth)."""
+    path = tmp_path / "d.sock"
+    env = {**os.environ, "WS_MAX_PENDING_HANDSHAKES": "2"}
+    log = open(tmp_path / "log", "w+")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "realtime.serve", "-e", f"unix:{path}:mode=660", "tests.asgi_shed:application"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_until(lambda: answers(path), 30, "the server")
+        started = time.monotonic()
+        socks = [unix_connect(path) for _ in range(10)]
+        assert all(http_ok(sock) for sock in socks)
+        assert time.monotonic() - started < PAUSE_SECONDS
+    finally:
+        stop_process(server)
 
 
 def upgrade(path) -> socket.socket:
