@@ -134,6 +134,7 @@ class LoadShedMiddleware:
     async def __call__(self, scope, receive, send):
         if self.arriving:
             self.arriving -= 1
+            self.resume()  # the port asks again (for a handshake, after pending counts it)
         max_pending, max_open = settings.WS_MAX_PENDING_HANDSHAKES, settings.WS_MAX_SOCKETS_PER_PROCESS
         if max_pending:
             self._gate(send)  # from the first connection on (a health check, say)
