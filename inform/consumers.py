@@ -9,6 +9,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from away.presence import local as local_presence
+from realtime.batched import Batched
 from realtime.consumer import GuardedConsumer
 from realtime.frames import error_frame
 from realtime.hub import get_hub
@@ -24,6 +25,8 @@ SYNC_BATCH = 200
 MAX_SENT_ABOVE_STABLE = 500
 # Rows are stamped when inserted but announced when committed: look back this far.
 CATCH_UP_MARGIN = timedelta(minutes=1)
+# The syncs of sockets that ask at once (a reconnect storm) are one database trip.
+sync_start = Batched(selectors.sync_starts)
 
 
 class InformConsumer(GuardedConsumer):
@@ -107,11 +110,12 @@ class InformConsumer(GuardedConsumer):
         """Every stored notification with id > after (only_unsent: not yet sent on this
         socket), oldest first, page by page as the client reads them; then the unread
         count and the new resume point (`synced`). One trip to the database thread and
-        one query when nothing is new (a reconnect storm is mostly that)."""
+        one query when nothing is new (a reconnect storm is mostly that), shared with the
+        sockets that sync at the same time."""
         async with self.sync_lock:
             if only_unsent and self.stable is not None:
                 after = max(after, self.stable)  # at or below it, all was sent (and forgotten)
-            state, batch = await database_sync_to_async(selectors.sync_start)(self.user, after, SYNC_BATCH)
+            state, batch = await sync_start((self.user, after, SYNC_BATCH))
             upto, counters = state.upto, state.counters
             self.site_updates_off = state.site_updates_off
             if after > upto:

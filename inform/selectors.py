@@ -155,24 +155,47 @@ class SyncState(NamedTuple):
     site_updates_off: bool
 
 
+def sync_states(user_ids: Iterable[int]) -> dict[int, SyncState]:
+    """sync_state of these users, one query per UNREAD_COUNTS_BATCH of them; a user whose
+    row is gone is left out."""
+    off = f"COALESCE(st.site_update = '{Delivery.OFF.value}', FALSE)"
+    ids = list({int(i) for i in user_ids})
+    result: dict[int, SyncState] = {}
+    for start in range(0, len(ids), UNREAD_COUNTS_BATCH):
+        batch = ids[start : start + UNREAD_COUNTS_BATCH]
+        with connection.cursor() as cursor:
+            cursor.execute(_counters_sql(len(batch), f", {off}"), batch)
+            for uid, unread, unseen, version, upto, site_off in cursor.fetchall():
+                result[uid] = SyncState(upto, Counters(unread, unseen, (version, upto)), bool(site_off))
+    return result
+
+
 def sync_state(user) -> SyncState:
     """One query: a reconnect storm's sync with nothing new costs only this."""
-    off = f"COALESCE(st.site_update = '{Delivery.OFF.value}', FALSE)"
-    with connection.cursor() as cursor:
-        cursor.execute(_counters_sql(1, f", {off}"), [user.pk])
-        row = cursor.fetchone()
-    if row is None:  # the user row is gone (deleted meanwhile): nothing of theirs to count
+    state = sync_states([user.pk]).get(user.pk)
+    if state is None:  # the user row is gone (deleted meanwhile): nothing of theirs to count
         return SyncState(latest_notification_id(), Counters(), False)
-    _, unread, unseen, version, upto, site_off = row
-    return SyncState(upto, Counters(unread, unseen, (version, upto)), bool(site_off))
+    return state
 
 
 def sync_start(user, after: int, limit: int) -> tuple[SyncState, list[Notification]]:
     """The state, then the first page of the stream after `after` up to the state's
     resume point: one trip to the database thread, one query when nothing is new."""
-    state = sync_state(user)
-    rows = notifications_between(user, after, state.upto, limit) if after < state.upto else []
-    return state, rows
+    return sync_starts([(user, after, limit)])[0]
+
+
+def sync_starts(requests: list[tuple]) -> list[tuple[SyncState, list[Notification]]]:
+    """sync_start for many (user, after, limit) at once, as the sockets of a reconnect
+    storm ask (realtime.batched): one query for all their states when nothing is new."""
+    states = sync_states(user.pk for user, _, _ in requests)
+    answers = []
+    for user, after, limit in requests:
+        state = states.get(user.pk)
+        if state is None:
+            state = SyncState(latest_notification_id(), Counters(), False)
+        rows = notifications_between(user, after, state.upto, limit) if after < state.upto else []
+        answers.append((state, rows))
+    return answers
 
 
 def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:

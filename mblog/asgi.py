@@ -12,6 +12,7 @@ from django.conf import settings  # noqa: E402
 from chat.routing import websocket_urlpatterns as chat_ws  # noqa: E402
 from inform.routing import websocket_urlpatterns as inform_ws  # noqa: E402
 from mblog.ws_stack import WebSocketStack  # noqa: E402
+from realtime.shed import LoadShedMiddleware  # noqa: E402
 from realtime.wire import defer_autobahn_config_dump  # noqa: E402
 
 defer_autobahn_config_dump()
@@ -22,13 +23,17 @@ if not settings.REDIS_URL:
         "Set REDIS_URL=redis://… to run several daphne processes."
     )
 
-websocket = WebSocketStack(inform_ws + chat_ws)
+# Load shedding around HTTP too: it paces what the process accepts from its listening
+# port, and every connection that reaches the application has arrived.
+shed = LoadShedMiddleware()
+websocket = WebSocketStack(inform_ws + chat_ws, shed)
 
 
 def application(scope, receive, send):
     """Channels' ProtocolTypeRouter, without a coroutine of its own that every open socket
     would keep (docs/performance.md): it returns the coroutine of the application for the
     scope's type, for the server to run. Unknown types fail as with ProtocolTypeRouter."""
+    shed.arrived(send)
     if scope["type"] == "websocket":
         return websocket(scope, receive, send)
     if scope["type"] == "http":

@@ -19,8 +19,8 @@ from realtime.shed import LoadShedMiddleware
 
 
 class WebSocketStack:
-    def __init__(self, routes: list) -> None:
-        self.shed = LoadShedMiddleware()
+    def __init__(self, routes: list, shed: "LoadShedMiddleware | None" = None) -> None:
+        self.shed = shed or LoadShedMiddleware()  # the application's, which also sees HTTP
         self.caps = SocketCapMiddleware()
         self.routes = URLRouter(routes).routes  # as URLRouter prepares them
 

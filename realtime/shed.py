@@ -19,10 +19,15 @@ past daphne's 5 s handshake timeouts the work already done on a handshake is los
 the client tries again at once (measured: most attempts of a storm on a loaded machine).
 While handshakes take longer than HANDSHAKE_TARGET_SECONDS, the cap is what the process
 finishes in that time (Little's law: accept rate x target), never below MIN_PENDING.
-And while the cap is reached, the process stops accepting connections on the listening
-port (under daphne): new ones wait in the kernel's listen queue, where waiting costs
-nothing and no handshake timer runs, instead of being accepted to be shed or to time out
-(measured: most failed attempts were autobahn's 5 s handshake timeout, a reset).
+And under daphne the process accepts from its listening port only as many connections
+as it may start handshakes now (the cap, less the handshakes in progress and the
+connections accepted that have not reached this middleware yet), and stops reading the
+port while there is no room: new connections wait in the kernel's listen queue, where
+waiting costs nothing and no handshake timer runs, instead of being accepted to be shed
+or to time out (measured: most failed attempts were autobahn's 5 s handshake timeout, a
+reset; and Twisted, left to itself, accepts 100 or more waiting connections at once, of
+which all past the cap were shed: 2.7 sheds per socket in a storm of 16,000). Wrap the
+whole application (HTTP too): every request that reaches it has arrived.
 """
 
 import asyncio
@@ -38,6 +43,9 @@ CLOSE_RETRY_AFTER = 4503  # 4000 + 503 Service Unavailable
 HANDSHAKE_TARGET_SECONDS = 1.0
 MIN_PENDING = 8
 PAUSE_SECONDS = 1.0
+# A connection accepted from the listening port reaches the application within this, or it
+# has gone (a client that gave up while waiting in the queue): then it is not waited for.
+ARRIVAL_SECONDS = 0.5
 
 
 class _Watched:
@@ -110,8 +118,10 @@ class _Pace:
 
 
 class LoadShedMiddleware:
-    """Outermost in the WebSocket stack. Its two steps are also used on their own, by a
-    stack that runs every check in one coroutine (mblog.ws_stack): admit() at the
+    """Outermost, around HTTP too: it paces what the process accepts from its listening
+    port, and every connection that reaches the application has arrived. Its steps are
+    also used on their own, by an application that runs the WebSocket checks in one
+    coroutine (mblog.asgi, mblog.ws_stack): arrived() for every connection, admit() at a
     handshake's start and, for a socket it admits, done() on its send when it ends."""
 
     def __init__(self, inner=None) -> None:
@@ -120,9 +130,15 @@ class LoadShedMiddleware:
         self.open = 0  # sockets accepted and not yet finished
         self.pace = _Pace()
         self.cap = 0  # the in-progress cap last applied (0: none)
-        self.paused: set = set()  # listening ports not accepting while the cap is reached
+        self.arriving = 0  # connections accepted from the port, not here yet
+        self.arrive_by = 0.0  # ...and when they should have come
+        self.gated: set = set()  # listening ports that accept through self._room
+        self.paused: set = set()  # listening ports not accepting now
+        self.pauses = 0  # pauses so far (each has its own PAUSE_SECONDS bound)
+        self.ran_out = False  # a pause lasted PAUSE_SECONDS: accept a few anyway
 
     async def __call__(self, scope, receive, send):
+        self.arrived(send)
         if scope["type"] != "websocket":
             return await self.inner(scope, receive, send)
         watched = self.admit(send)
@@ -133,6 +149,14 @@ class LoadShedMiddleware:
         finally:
             watched.done()
 
+    def arrived(self, send) -> None:
+        """A connection (HTTP or WebSocket) reached the application."""
+        if self.arriving:
+            self.arriving -= 1
+            self.resume()  # the port asks again (for a handshake, after pending counts it)
+        if settings.WS_MAX_PENDING_HANDSHAKES:
+            self._gate(send)  # from the first connection on (a health check, say)
+
     def admit(self, send) -> "_Watched | None":
         """A new handshake: the send to use for it (its done() must be called when the
         socket ends), or None when the process is over a cap (then turn_away())."""
@@ -141,22 +165,50 @@ class LoadShedMiddleware:
             max_pending = self.pace.pending_cap(max_pending)
         self.cap = max_pending
         if (max_pending and self.pending >= max_pending) or (max_open and self.open + self.pending >= max_open):
-            self._pause(send)
             return None
         self.pending += 1
-        if max_pending and self.pending >= max_pending:
-            self._pause(send)
         return _Watched(send, self)
 
-    def _pause(self, send) -> None:
+    def _gate(self, send) -> None:
         port = wire.listening_port(send)
-        if port is not None and port not in self.paused:
+        if port is not None and port not in self.gated:
+            self.gated.add(port)
+            wire.gate_accepts(port, self._room, self._accepted)
+
+    def _room(self, port) -> int:
+        """How many connections the port may accept now; with none, it stops reading."""
+        cap = self.cap or settings.WS_MAX_PENDING_HANDSHAKES
+        if not cap:
+            return 1 << 30
+        if self.ran_out:  # handshakes stuck for PAUSE_SECONDS: take a few (HTTP must be served)
+            self.ran_out = False
+            return MIN_PENDING
+        if self.arriving and time.monotonic() > self.arrive_by:
+            self.arriving = 0
+        room = cap - self.pending - self.arriving
+        if room <= 0:
+            self._pause(port)
+        return room
+
+    def _accepted(self, count: int) -> None:
+        if count:
+            self.arriving += count
+            self.arrive_by = time.monotonic() + ARRIVAL_SECONDS
+
+    def _pause(self, port) -> None:
+        if port not in self.paused:
             port.stopReading()
             if not self.paused:
                 # Never longer than PAUSE_SECONDS at a time, whatever the handshakes in
                 # progress do (one stuck must not stop the process accepting for good).
-                asyncio.get_running_loop().call_later(PAUSE_SECONDS, self._resume_all)
+                self.pauses += 1
+                asyncio.get_running_loop().call_later(PAUSE_SECONDS, self._ran_out, self.pauses)
             self.paused.add(port)
+
+    def _ran_out(self, pause: int) -> None:
+        if self.paused and pause == self.pauses:  # the same pause all along
+            self.ran_out = True
+            self._resume_all()
 
     def _resume_all(self) -> None:
         for port in self.paused:
@@ -164,7 +216,7 @@ class LoadShedMiddleware:
         self.paused.clear()
 
     def resume(self) -> None:
-        if self.paused and (not self.cap or self.pending < self.cap):
+        if self.paused and (not self.cap or self.pending + self.arriving < self.cap):
             self._resume_all()
 
     async def turn_away(self, receive, send) -> None:

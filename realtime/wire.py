@@ -11,7 +11,8 @@ ASGI path anywhere else (tests' WebsocketCommunicator, uvicorn, ...):
   through Channels' session wrapper, daphne's reply dispatch, autobahn's per-socket
   framing and Twisted's deferred write for every recipient.
 * ``defer_autobahn_config_dump()``: autobahn pretty-prints its whole protocol
-  configuration for a debug log line on every connection, debug logging on or not.
+  configuration for a debug log line on every connection, debug logging on or not
+  (and colours method names for others, on every read).
 * ``_share_factory_config()``: autobahn also copies that configuration onto every
   connection; after the first, connections read it from their class.
 * ``trim_after_handshake()``: what an open connection keeps of its handshake that
@@ -61,15 +62,21 @@ def daphne_protocol(send):
     """
     if _DaphneWebSocket is None:
         return None
+    protocol = _daphne_connection(send)
+    if not isinstance(protocol, _DaphneWebSocket) or not fast_path_ok(protocol):
+        return None
+    _share_factory_config(protocol)
+    return protocol
+
+
+def _daphne_connection(send):
+    """The daphne connection (a WebSocket protocol, or an HTTP request) behind an ASGI
+    ``send``, or None."""
     for _ in range(8):
         if isinstance(send, functools.partial):
             if getattr(send.func, "__name__", "") != "handle_reply" or not send.args:
                 return None
-            protocol = send.args[0]
-            if not isinstance(protocol, _DaphneWebSocket) or not fast_path_ok(protocol):
-                return None
-            _share_factory_config(protocol)
-            return protocol
+            return send.args[0]
         owner = getattr(send, "__self__", None)
         send = getattr(owner, "real_send", None)
         if send is None:
@@ -193,15 +200,23 @@ class _LazyPformat:
     """pprint.pformat(obj), computed only if someone formats it."""
 
     __slots__ = ("obj",)
+    render = staticmethod(pprint.pformat)
 
     def __init__(self, obj, *args, **kwargs) -> None:
         self.obj = obj
 
     def __str__(self) -> str:
-        return pprint.pformat(self.obj)
+        return self.render(self.obj)
 
     def __format__(self, spec: str) -> str:
         return format(str(self), spec)
+
+
+class _LazyHltype(_LazyPformat):
+    """autobahn's hltype(obj) (a coloured name, with click), computed only if formatted."""
+
+    __slots__ = ()
+    render = None  # set with the original, below
 
 
 def defer_autobahn_config_dump() -> None:
@@ -212,6 +227,12 @@ def defer_autobahn_config_dump() -> None:
     if _autobahn is None or _autobahn.pformat is _LazyPformat:
         return
     _autobahn.pformat = _LazyPformat
+    # Likewise the Twisted adapter colours its method names (click) for a debug line on
+    # every connect, read and disconnect: ~2 % of a process's CPU in a storm.
+    from autobahn.twisted import websocket as _autobahn_twisted
+
+    _LazyHltype.render = staticmethod(_autobahn_twisted.hltype)
+    _autobahn_twisted.hltype = _LazyHltype
     # Timings.__str__ returns pformat's result as its own, so it must get a real str;
     # the other caller (startHandshake's debug line) is a log argument, formatted lazily.
     _autobahn.Timings.__str__ = lambda self: pprint.pformat(self._timings)
@@ -359,10 +380,33 @@ def trim_after_handshake(protocol, receive):
 
 
 def listening_port(send):
-    """The Twisted listening port a daphne connection came in on (its ``stopReading`` /
-    ``startReading`` pause and resume accepting), or None."""
-    protocol = daphne_protocol(send)
+    """The Twisted listening port a daphne connection (WebSocket or HTTP) came in on (its
+    ``stopReading`` / ``startReading`` pause and resume accepting), or None."""
+    protocol = _daphne_connection(send) if _DaphneWebSocket is not None else None
     port = getattr(getattr(protocol, "transport", None), "server", None)
     if hasattr(port, "stopReading") and hasattr(port, "startReading"):
         return port
     return None
+
+
+def gate_accepts(port, room, accepted) -> bool:
+    """Make a Twisted listening port ask before it accepts: each time it is readable it
+    accepts at most ``room(port)`` connections (none for 0 or less: room stops the port
+    reading) and tells ``accepted(count)`` how many it took. Twisted alone accepts up to
+    ``numberAccepts`` at once (100, and 20 more each time it finds that many waiting).
+    False (nothing changed) if the port lacks what this uses."""
+    if not all(hasattr(port, a) for a in ("doRead", "numberAccepts", "sessionno")):
+        return False
+    read = port.doRead
+
+    def gated_read() -> None:
+        n = room(port)
+        if n <= 0:
+            return
+        port.numberAccepts = min(port.numberAccepts, n)
+        before = port.sessionno
+        read()
+        accepted(port.sessionno - before)
+
+    port.doRead = gated_read
+    return True

@@ -148,6 +148,19 @@ def test_a_sync_with_nothing_new_is_one_query(pair, django_assert_num_queries):
     assert selectors.sync_state(alice).site_updates_off is True
 
 
+def test_the_syncs_of_many_sockets_with_nothing_new_are_one_query(pair, make_user, django_assert_num_queries):
+    """A reconnect storm's syncs, batched (realtime.batched): one statement for all their
+    states, each answered as its own sync would be."""
+    alice, bob = pair
+    fill(alice, bob, 20)
+    latest = selectors.latest_notification_id()
+    users = [alice, bob, alice, make_user("carol")]
+    with django_assert_num_queries(1):
+        answers = selectors.sync_starts([(u, latest, 200) for u in users])
+    assert answers == [selectors.sync_start(u, latest, 200) for u in users]
+    assert answers[0][0].counters.unread > 0 and answers[3][0].counters.unread == 0
+
+
 def test_send_inform_to_many_costs_per_recipient_not_more(pair, make_user, django_assert_max_num_queries):
     alice, bob = pair
     others = [make_user(f"u{i}") for i in range(10)]
