@@ -248,3 +248,29 @@ def test_a_reply_finds_its_recipients_and_watchers_by_index_not_by_scanning_ever
         plan = "\n".join(row[0] for row in cursor.fetchall())
     for table in ("mblog_user", "inform_informstate", "inform_notification"):  # the big ones
         assert f"Seq Scan on {table}" not in plan, plan
+
+
+def test_the_pages_of_many_syncs_are_one_query_and_each_is_that_persons_stream(make_user, django_assert_num_queries):
+    """A reconnect storm's syncs read their first pages together (selectors.pages_between):
+    each page is what notifications_between gives that person (their rows, the site
+    updates of their time, none when they turned those off), with its actor."""
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    fill(alice, bob, 40)
+    fill(bob, alice, 30)
+    preferences_save(bob, {"site_update": "off"})
+    latecomer = make_user("latecomer")  # joined after the site updates so far
+    send_inform(everyone=True, verb="site_update", text="for everyone")
+    upto = selectors.latest_notification_id()
+    requests = [(alice.pk, 0, upto, 200), (bob.pk, 0, upto, 7), (carol.pk, 3, upto, 200),
+                (latecomer.pk, 0, upto, 200), (alice.pk, upto, upto, 200)]
+    with django_assert_num_queries(1):
+        pages = selectors.pages_between(requests)
+    people = {u.pk: u for u in (alice, bob, carol, latecomer)}
+    for (uid, after, to, limit), page in zip(requests, pages, strict=True):
+        expected = selectors.notifications_between(people[uid], after, to, limit)
+        assert [n.id for n in page] == [n.id for n in expected], people[uid].username
+        assert [n.actor.username if n.actor_id else None for n in page] == [
+            n.actor.username if n.actor_id else None for n in expected]
+        assert [(n.text, n.created, n.actors) for n in page] == [(n.text, n.created, n.actors) for n in expected]
+    assert len(pages[1]) == 7 and not any(n.recipient_id is None for n in pages[1])  # bob: site updates off
+    assert [n.text for n in pages[3]] == ["for everyone"] and pages[4] == []
