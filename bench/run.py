@@ -858,7 +858,23 @@ def phase_watchers(args, clients: Clients, port: int, users: list) -> dict:
     ok = clients.wait_received(expected, timeout=60)
     done = time.monotonic()
     vacuum.finish()
-    entries = clients.entries()
+    # The count includes other frames (a socket's catch-up brings a few): the last
+    # reply's frames can still be on their way. Until every socket has its stored row.
+    group = f"reply:{topic}"
+    stored = Notification.objects.filter(recipient__in=[u.pk for u, _ in watchers], topic=topic)
+    rows = dict(stored.values_list("recipient_id", "id"))
+
+    def shown_by(entries: dict, u, cookie) -> list:
+        return [v for key, v in (entries.get(cookie) or {}).items()
+                if key == group or (isinstance(key, int) and key > before)]
+
+    deadline = time.monotonic() + 30
+    while True:
+        entries = clients.entries()
+        if all(shown_by(entries, u, c) == [[rows.get(u.pk), args.watch_replies]] for u, c in watchers) or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     receipts = clients.collect()
     from bisect import bisect_left
 
@@ -872,14 +888,10 @@ def phase_watchers(args, clients: Clients, port: int, users: list) -> dict:
             if i < len(bounds):
                 lat.append(t - bounds[i][1])
     # The personal phase left the same people other notifications: this post's only.
-    group = f"reply:{topic}"
-    stored = Notification.objects.filter(recipient__in=[u.pk for u, _ in watchers], topic=topic)
-    rows = dict(stored.values_list("recipient_id", "id"))
     exact = 0
     wrong = []
     for u, cookie in watchers:
-        shown = [v for key, v in (entries.get(cookie) or {}).items()
-                 if key == group or (isinstance(key, int) and key > before)]
+        shown = shown_by(entries, u, cookie)
         if shown == [[rows.get(u.pk), args.watch_replies]]:
             exact += 1
         elif len(wrong) < 3:
