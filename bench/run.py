@@ -1071,8 +1071,8 @@ def main(argv=None) -> int:
     ap.add_argument("--burst", type=int, default=10, help="broadcasts back to back (default 10)")
     ap.add_argument("--rate", type=float, default=500, help="personal pushes per second (default 500)")
     ap.add_argument("--seconds", type=float, default=10, help="personal push duration (default 10)")
-    ap.add_argument("--push-procs", type=int, default=2, help="sending processes for personal pushes (default 2)")
-    ap.add_argument("--push-threads", type=int, default=8, help="threads per sending process (default 8)")
+    ap.add_argument("--push-procs", type=int, default=3, help="sending processes for personal pushes (default 3)")
+    ap.add_argument("--push-threads", type=int, default=4, help="threads per sending process (default 4)")
     ap.add_argument("--watchers", type=int, default=200, help="signed-in people watching one post (default 200)")
     ap.add_argument("--watch-replies", type=int, default=1000, help="replies landing on that post (default 1000)")
     ap.add_argument("--plain-personal", action="store_true",
