@@ -14,6 +14,7 @@ line, per socket.
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -144,6 +145,7 @@ def main(argv=None) -> int:
         if server is not None:
             server.stop()
         redis.stop()
+        shutil.rmtree(dumps, ignore_errors=True)
         if users:
             drop_sessions(users)
     out = Path(args.out) if args.out else RESULTS / f"memory-N{args.clients}.json"
