@@ -241,7 +241,10 @@ class Hub:
         self._joining, self._queued, self._queued_done = {}, set(), None
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Shielded: if this wait is cancelled too, the tasks are not cancelled again in
+        # their clean-up (channels-redis's receive unsubscribes there, and logs an ERROR
+        # when cancelled a second time).
+        await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
         if groups:
             try:
                 await transport.hub_leave(groups, channel)

@@ -45,3 +45,38 @@ async def test_cancelled_stop_leaves_a_hub_that_restarts():
     await hub.join(second, ["site", "user.987654"])  # new groups: group_add must work
     assert hub.channel is not None and hub.channel != old_channel
     await hub.leave(second, ["site", "user.987654"])
+
+
+async def test_a_cancelled_stop_lets_the_receive_loop_finish_its_clean_up():
+    """Daphne cancels consumers that take too long to close, and all of them when it
+    shuts down. If the last one's leave() is cancelled while the hub waits for its
+    receive loop, that loop must not be cancelled a second time in its own clean-up:
+    channels-redis's receive unsubscribes there and logs an ERROR when cancelled again
+    (seen in a CI run's daphne log)."""
+    hub = Hub()
+    socket = FakeSocket()
+    await hub.join(socket, ["site"])
+    cancels = []
+
+    async def receive_like_channels_redis():
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancels.append("first")
+            try:
+                await asyncio.sleep(0.2)  # unsubscribing, waiting for the shard's lock
+            except asyncio.CancelledError:
+                cancels.append("again")
+            raise
+
+    receiving = asyncio.create_task(receive_like_channels_redis())
+    hub._tasks.append(receiving)
+    leaving = asyncio.create_task(hub.leave(socket, ["site"]))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if cancels:
+            break
+    leaving.cancel()
+    await asyncio.gather(leaving, receiving, return_exceptions=True)
+    assert cancels == ["first"]
+    assert hub.channel is None
