@@ -268,29 +268,17 @@ def told_sql(user_ids: list[int], watched: str = "") -> tuple[str, list]:
     return " UNION ".join(parts), params
 
 
-def recipients(
-    user_ids: Iterable[int], *, kind: str, actor_id: int | None, topic: str, group: tuple[str, str] | None = None
-) -> list[Recipient]:
-    """Who of these users is to be told about something of this kind, by this actor, on
-    this topic, and how; plus, for replies, whoever watches the topic; with `group` (the
-    lowest and highest key, services.group_keys), each one's newest unread row with a
-    key in that range. In the order given, watchers after. One query (recipients_query,
-    read by recipients_from_rows)."""
-    ids = [int(i) for i in user_ids]
-    query = recipients_query(ids, kind=kind, actor_id=actor_id, topic=topic, group=group)
-    if query is None:
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute(*query)
-        return recipients_from_rows(cursor.fetchall(), ids, actor_id=actor_id, grouped=group is not None)
-
-
 def recipients_query(
     ids: list[int], *, kind: str, actor_id: int | None, topic: str, group: tuple[str, str] | None = None
 ) -> tuple[str, list] | None:
-    """The statement of recipients() (sql, params), None for nobody. Plain SQL: this runs
-    for every notification sent, and building it with the ORM cost more CPU than the
-    database spent on it (docs/performance.md)."""
+    """Who of these users is to be told about something of this kind, by this actor, on
+    this topic, and how; plus, for replies, whoever watches the topic; with `group` (the
+    lowest and highest key, services.group_keys), each one's newest unread row with a
+    key in that range: one statement (sql, params), None for nobody, whose rows
+    recipients_from_rows reads (in the order given, watchers after). send_inform sends it
+    together with its version bump. Plain SQL: this runs for every notification sent,
+    and building it with the ORM cost more CPU than the database spent on it
+    (docs/performance.md)."""
     if kind not in Kind.values:
         raise ValueError(f"unknown kind {kind!r}")
     q = connection.ops.quote_name
