@@ -188,10 +188,8 @@ def sync_starts(requests: list[tuple]) -> list[tuple[SyncState, list[Notificatio
     """sync_start for many (user, after, limit) at once, as the sockets of a reconnect
     storm ask (realtime.batched): one query for all their states when nothing is new."""
     states = sync_states(user.pk for user, _, _ in requests)
-    answers = []
-    for user, _after, _limit in requests:
-        state = states.get(user.pk)
-        answers.append(state if state is not None else SyncState(latest_notification_id(), Counters(), False))
+    # A user deleted meanwhile has no state: nothing of theirs to count.
+    answers = [states.get(user.pk) or SyncState(latest_notification_id(), Counters(), False) for user, _, _ in requests]
     pages = pages_between([(user.pk, after, state.upto, limit)
                            for (user, after, limit), state in zip(requests, answers, strict=True)])
     return list(zip(answers, pages, strict=True))
