@@ -63,9 +63,19 @@ def pytest_itemcollected(item):
         item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
     # Parallel runs (--dist loadgroup): tests that share a module-scoped fixture (a
     # browser, a deployment) go to one worker, which sets it up once.
+    # A group a module names itself (HEAVY_GROUP, below) stands.
     fixturedefs = getattr(item, "_fixtureinfo", None)
-    if fixturedefs and any(d.scope == "module" for defs in fixturedefs.name2fixturedefs.values() for d in defs):
+    if item.get_closest_marker("xdist_group") is None and fixturedefs and any(
+        d.scope == "module" for defs in fixturedefs.name2fixturedefs.values() for d in defs
+    ):
         item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+# The deployment tests judge daphne processes by a health watcher (2 unanswered checks of
+# 1 s: killed, and its sockets drop) and the benchmark smoke tests start a dozen
+# processes: run on the same worker, one after the other, a 2-core machine does not
+# starve the first with the second (a CI run lost a socket so, twice).
+HEAVY_GROUP = pytest.mark.xdist_group("deployment-and-benchmarks")
 
 
 def transactional(item) -> bool:

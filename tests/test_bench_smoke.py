@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import HEAVY_GROUP
+
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, HEAVY_GROUP]
 
 
 def test_benchmark_runs_at_tiny_n(tmp_path):

@@ -52,9 +52,9 @@ from pathlib import Path
 import pytest
 import websocket
 
-from tests.conftest import ARTIFACTS, ROOT, free_port, wait_until
+from tests.conftest import ARTIFACTS, HEAVY_GROUP, ROOT, free_port, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, HEAVY_GROUP]
 
 SERVER_NAME = "mblog.test"
 # The shipped default is 65536; a container may not allow raising the hard limit that far.
