@@ -394,6 +394,27 @@ def live_url(django_db_setup, django_db_blocker):
     server.stop()
 
 
+def sockets_down(page) -> None:
+    """With context.set_offline(True): Playwright's offline mode does not cover WebSockets
+    (microsoft/playwright#4910), so a page could reconnect at once. Until sockets_up(),
+    each socket the page opens closes as one does with the network down (1006), counted
+    in window.failedSockets."""
+    page.evaluate("""() => {
+        window.realWebSocket = window.WebSocket;
+        window.failedSockets = 0;
+        window.WebSocket = function () {
+            window.failedSockets += 1;
+            const down = { readyState: 3, close() {}, send() { throw new Error("the network is down"); } };
+            setTimeout(() => down.onclose && down.onclose({ code: 1006, reason: "" }), 0);
+            return down;
+        };
+    }""")
+
+
+def sockets_up(page) -> None:
+    page.evaluate("() => { window.WebSocket = window.realWebSocket; }")
+
+
 def open_page(context, url):
     """A new page of the browser context at url, once its live connection is up."""
     from playwright.sync_api import expect

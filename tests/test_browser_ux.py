@@ -5,7 +5,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import ARTIFACTS, open_page
+from tests.conftest import ARTIFACTS, open_page, sockets_down, sockets_up
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -337,6 +337,7 @@ def test_chat_queues_messages_while_offline_and_sends_them_on_reconnect(live_url
     expect(banner).to_be_hidden()
 
     a_ctx.set_offline(True)
+    sockets_down(a)
     a.evaluate("window.mblogChat.socket.close()")
     expect(banner).to_be_visible()
     expect(a.locator("#chat-presence")).to_have_class(re.compile(r"\bstale\b"))
@@ -352,6 +353,7 @@ def test_chat_queues_messages_while_offline_and_sends_them_on_reconnect(live_url
     assert Message.objects.count() == 0
 
     # Back online: it reconnects without waiting out the backoff, sends, and shows it once.
+    sockets_up(a)
     a_ctx.set_offline(False)
     expect(a.locator("#chat-status")).to_have_text("live")
     expect(banner).to_be_hidden()
@@ -370,19 +372,13 @@ def test_a_clear_banner_while_the_live_connection_is_down(live_url, people):
     banner = page.locator("#offline-banner")
     expect(banner).to_be_hidden()
     ctx.set_offline(True)
-    # Playwright's offline mode does not cover WebSockets (microsoft/playwright#4910): a
-    # reconnect could succeed before the banner's moment. While "offline", opening a
-    # socket fails in the page, as it does with the network down.
-    page.evaluate("""() => {
-        window.realWebSocket = window.WebSocket;
-        window.WebSocket = function () { throw new Error("the network is down"); };
-    }""")
+    sockets_down(page)
     page.evaluate("window.mblogInform.socket.close()")
     expect(banner).to_be_visible()
     expect(banner).to_contain_text("You're offline")
     expect(banner.get_by_role("button", name="Retry now")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    page.evaluate("() => { window.WebSocket = window.realWebSocket; }")
+    sockets_up(page)
     ctx.set_offline(False)  # the network is back: it reconnects at once, not after the backoff
     expect(page.locator("#live-status")).to_have_text("live")
     expect(banner).to_be_hidden()
