@@ -1,5 +1,6 @@
 """Writes of the inform app. send_inform() is the one helper everything else calls."""
 
+import functools
 import re
 import time
 from collections.abc import Iterable
@@ -126,6 +127,7 @@ def send_inform(
             return [n]
     users = [to] if isinstance(to, User) else list(to)
     kind = kind_of(verb, topic)
+    own_transaction = connection.get_autocommit() and not connection.in_atomic_block
     with transaction.atomic(savepoint=False):
         # First a new counters version for everyone this may tell, which locks their state
         # rows: a concurrent event for one of them waits here until it commits, so the open
@@ -153,7 +155,8 @@ def send_inform(
                 row.count = (r.group_count or 0) + 1
                 if r.group_id:
                     row.text = grouped_text(row.actors, row.count, summary)[:500]
-        created, counters = _store(rows, replacing=[r.group_id for r in told if r.group_id])
+        created, counters = _store(rows, replacing=[r.group_id for r in told if r.group_id],
+                                   commit=own_transaction)
         push.notify_informs(created, counters)
         emails.send_after_commit(
             [(n, r.email) for n, r in zip(created, told, strict=True) if r.delivery == Delivery.EMAIL and r.email]
@@ -163,7 +166,7 @@ def send_inform(
 
 asend_inform = database_sync_to_async(send_inform)
 
-def _store(rows: list[Notification], replacing: list[int]) -> tuple[list[Notification], dict]:
+def _store(rows: list[Notification], replacing: list[int], commit: bool) -> tuple[list[Notification], dict]:
     """Delete the open group rows that `rows` replace, take the inform stream's turn
     (realtime.ordering: from the first new id to the commit), insert `rows` (setting
     their ids) and read their recipients' counters. On PostgreSQL the statements go in
@@ -171,6 +174,11 @@ def _store(rows: list[Notification], replacing: list[int]) -> tuple[list[Notific
     waits for the one that holds it. The counters are those of the commit: nothing
     changes them meanwhile, since their state rows are locked (bump_counters) and no
     other notification commits before this turn ends.
+
+    commit=True (send_inform's own transaction): the COMMIT goes in that same trip, so the
+    turn is held for nothing but the database's own work, never while this process waits
+    for its GIL or runs Python. The atomic block's commit then finds nothing to commit
+    (psycopg skips it) and runs the on-commit pushes as usual.
 
     Plain SQL, as bulk_create would write it: this runs for every notification sent, and
     building the ORM's statements cost more CPU than the database spent on them
@@ -191,11 +199,14 @@ def _store(rows: list[Notification], replacing: list[int]) -> tuple[list[Notific
         values = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * len(part))
         params = [f.get_db_prep_save(f.pre_save(row, True), connection) for row in part for f in fields]
         statements.append((f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING id", params))
-    done = _one_trip(statements + counters_queries({r.recipient_id for r in rows}))
+    counters = counters_queries({r.recipient_id for r in rows})
+    commit = [("COMMIT", [])] if commit and connection.vendor == "postgresql" else []
+    done = _one_trip(statements + counters + commit)
     for row, (row_id,) in zip(rows, [ids for i in inserts for ids in done[i]], strict=True):
         row.id = row_id
         row._state.adding, row._state.db = False, connection.alias
-    return rows, counters_from_rows([c for counts in done[len(statements) :] for c in counts])
+    counted = done[len(statements) : len(statements) + len(counters)]
+    return rows, counters_from_rows([c for counts in counted for c in counts])
 
 
 # Grouping. Replies on one topic, and follows within a window, are one entry per
@@ -293,20 +304,50 @@ def _one_trip(statements: "list[tuple[str, list] | None]") -> list[list]:
     still sees what the ones before it did); the rows of each ([] for None or a statement
     without rows)."""
     present = [st for st in statements if st is not None]
-    results = []
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and len(present) > 1:
-            cursor.execute("; ".join(sql for sql, _ in present), [p for _, params in present for p in params])
-            for i in range(len(present)):
-                results.append(cursor.fetchall() if cursor.description else [])
-                if i < len(present) - 1:
-                    cursor.nextset()
-        else:
+    if connection.vendor == "postgresql":
+        results = _pipelined(present)
+    else:
+        results = []
+        with connection.cursor() as cursor:
             for sql, params in present:
                 cursor.execute(sql, params)
                 results.append(cursor.fetchall() if cursor.description else [])
     found = iter(results)
     return [next(found) if st is not None else [] for st in statements]
+
+
+def _pipelined(statements: "list[tuple[str, list]]") -> list[list]:
+    """PostgreSQL: the statements in one psycopg pipeline (sent together, with the
+    transaction's BEGIN, then one wait for all the results), each prepared once per
+    connection: planning these statements on every call took the database more time
+    than running them (docs/performance.md). Through Django's cursor wrapper, so query
+    logging and execute wrappers see each statement."""
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    raw = connection.connection
+    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
+    cursors = []
+    with connection.wrap_database_errors, raw.pipeline():
+        for sql, params in statements:
+            cursor = wrap(_preparing_cursor()(raw))
+            cursor.execute(sql, params)
+            cursors.append(cursor)
+    return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
+
+
+@functools.cache
+def _preparing_cursor():
+    """A server-side binding cursor that prepares what it runs (Django turns psycopg's
+    automatic preparing off for poolers that lose prepared statements; docs/scaling.md
+    says what a pooler needs), but transaction control."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class PreparingCursor(ServerBindingCursor):
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            return super().execute(query, params, prepare=query != "COMMIT" if prepare is None else prepare,
+                                   binary=binary)
+
+    return PreparingCursor
 
 
 def notifications_mark_read(user, ids: list[int]) -> int:

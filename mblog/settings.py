@@ -112,6 +112,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
     # The pool checks a connection on checkout: one the server closed (PostgreSQL
     # restarted) is replaced instead of failing the request or frame that drew it.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # send_inform prepares its few statements once per connection (inform.services:
+    # planning them on every call cost more than running them); Django's own queries are
+    # never prepared (client-side binding). A pooler must keep prepared statements
+    # (PgBouncer >= 1.21: max_prepared_statements), or DJANGO_DB_PREPARE=0.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        5 if env.bool("DJANGO_DB_PREPARE", default=True) else None)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The channel layer. Pub/sub was chosen on measurement (README, docs/performance.md):

@@ -10,12 +10,17 @@ Every process must name the same set of servers.
 
 import asyncio
 import hashlib
+import os
+import threading
 from collections import defaultdict
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+import redis
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
-from channels_redis.utils import _wrap_close
+from channels_redis.utils import _wrap_close, decode_hosts
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.retry import Retry
 
 
 def _weight(name: str, key: str) -> int:
@@ -153,6 +158,44 @@ class ShardedPubSubChannelLayer(RedisPubSubChannelLayer):
     """RedisPubSubChannelLayer with rendezvous hashing over its hosts (one loop layer per
     event loop, as the original)."""
 
+    _publisher: "tuple[int, list[redis.Redis], object] | None" = None
+    _publisher_lock = threading.Lock()
+
+    def group_send_many_blocking(self, messages) -> bool:
+        """group_send_many for sync code outside an event loop (a worker, a command, a
+        script): from the calling thread, with redis-py's thread-safe sync client, one
+        pipeline of PUBLISHes per server. Handing each push to an event loop in another
+        thread cost the sender more CPU than the PUBLISH itself (docs/performance.md).
+        False (nothing sent) for hosts given other than by address: the caller uses the
+        loop instead."""
+        publisher = self._sync_publisher()
+        if publisher is None:
+            return False
+        clients, shard_of = publisher
+        prefix = self._kwargs.get("prefix", "asgi")
+        by_client = defaultdict(list)
+        for group, message in messages:
+            name = f"{prefix}__group__{group}"  # RedisPubSubLoopLayer._get_group_channel_name
+            by_client[clients[shard_of(name)]].append((name, self.serialize(message)))
+        for client, items in by_client.items():
+            with client.pipeline(transaction=False) as pipe:
+                for name, data in items:
+                    pipe.publish(name, data)
+                pipe.execute()
+        return True
+
+    def _sync_publisher(self):
+        with self._publisher_lock:
+            if self._publisher is None or self._publisher[0] != os.getpid():
+                hosts = decode_hosts(self._kwargs.get("hosts"))
+                if not all("address" in host for host in hosts):
+                    return None
+                keys = tuple(shard_key(host) for host in hosts)
+                shard_of = (lambda name: 0) if len(keys) == 1 else lru_cache(maxsize=65536)(
+                    lambda name: rendezvous(name, keys))
+                self._publisher = (os.getpid(), [_sync_client(host) for host in hosts], shard_of)
+            return self._publisher[1:]
+
     def _get_layer(self):
         loop = asyncio.get_running_loop()
         layer = self._layers.get(loop)
@@ -160,3 +203,15 @@ class ShardedPubSubChannelLayer(RedisPubSubChannelLayer):
             layer = self._layers[loop] = RendezvousLoopLayer(*self._args, **self._kwargs, channel_layer=self)
             _wrap_close(self, loop)
         return layer
+
+
+def _sync_client(host: dict) -> redis.Redis:
+    """redis-py's sync client for a channels-redis host entry (its options, its retry
+    policy as the sync kind). A blocking pool: a burst of threads waits for a connection
+    instead of failing with "too many connections"."""
+    options = dict(host)
+    address = options.pop("address")
+    retry = options.get("retry")
+    if isinstance(retry, AsyncRetry):
+        options["retry"] = Retry(retry._backoff, retry.get_retries(), tuple(retry._supported_errors))
+    return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(address, **options))

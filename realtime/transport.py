@@ -61,8 +61,7 @@ async def agroup_send(group: str, body: dict) -> None:
 async def agroup_send_many(sends: "list[tuple[str, dict]]") -> None:
     """agroup_send for several (group, body) pairs: one pipeline per Redis server with
     the sharded layer (realtime.layers), else one send after another."""
-    sent_at = time.time()
-    messages = [(group, {"type": HUB_MESSAGE_TYPE, "group": group, "sent_at": sent_at, **body}) for group, body in sends]
+    messages = _messages(sends)
     layer = _loop_layer()
     if hasattr(layer, "group_send_many"):
         await layer.group_send_many(messages)
@@ -71,12 +70,19 @@ async def agroup_send_many(sends: "list[tuple[str, dict]]") -> None:
         await get_channel_layer().group_send(group, message)
 
 
+def _messages(sends: "list[tuple[str, dict]]") -> list:
+    sent_at = time.time()
+    return [(group, {"type": HUB_MESSAGE_TYPE, "group": group, "sent_at": sent_at, **body}) for group, body in sends]
+
+
 def _send_now(sends: "list[tuple[str, dict]]") -> None:
     try:
         if _server_loop() is not None:
             # Sync code the server's event loop called (a view, via sync_to_async): publish
             # on that loop, with the layer connection the process hub already holds.
             async_to_sync(agroup_send_many)(sends)
+        elif _blocking(sends):
+            pass  # a sync caller of the Redis layer: published from this thread
         else:
             # Any other sync caller (management command, worker, script, or a thread with
             # its own running loop): one long-lived sender loop per process, so the layer
@@ -89,6 +95,13 @@ def _send_now(sends: "list[tuple[str, dict]]") -> None:
                 raise
     except Exception as exc:  # the rows are stored; clients catch up with sync
         _log_failure(", ".join(dict.fromkeys(group for group, _ in sends)), exc)
+
+
+def _blocking(sends: "list[tuple[str, dict]]") -> bool:
+    """Publish from this thread if the layer can (realtime.layers): True if it did."""
+    layer = get_channel_layer()
+    send = getattr(layer, "group_send_many_blocking", None)
+    return send is not None and send(_messages(sends))
 
 
 def _server_loop() -> "asyncio.AbstractEventLoop | None":

@@ -130,6 +130,84 @@ def test_rollback_of_an_inner_savepoint_is_not_announced(capture_pushes, make_us
     assert list(Notification.objects.values_list("text", flat=True)) == ["kept"]
 
 
+def committed_texts() -> list[str]:
+    """The notification texts another connection sees: only what has committed."""
+    from django.db import connections
+
+    seen = []
+
+    def read():
+        try:
+            seen.extend(Notification.objects.order_by("id").values_list("text", flat=True))
+        finally:
+            connections.close_all()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join(10)
+    return seen
+
+
+@pytest.mark.django_db(transaction=True)
+def test_inside_a_callers_transaction_send_inform_commits_nothing_itself(make_user):
+    """The caller's transaction decides: nothing is visible before it commits, and its
+    rollback leaves nothing."""
+    alice, bob = make_user("alice"), make_user("bob")
+    with pytest.raises(Boom):
+        with transaction.atomic():
+            send_inform(to=alice, verb="reply", text="not yet", actor=bob, topic="post:1", summary="replied")
+            assert committed_texts() == []
+            raise Boom()
+    assert Notification.objects.count() == 0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite writers take turns anyway")
+@pytest.mark.django_db(transaction=True)
+def test_in_its_own_transaction_send_inform_does_not_hold_the_turn_after_storing(make_user, monkeypatch):
+    """Outside a transaction (the reply signal, the send_inform command) send_inform commits
+    in the round trip that stores, so the stream's turn (realtime.ordering) is never held
+    while its process does something else: paused right after storing, its row has
+    already committed, and another sender goes ahead."""
+    from django.db import connections
+
+    from inform import push
+
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    stored, release, errors = threading.Event(), threading.Event(), []
+    notify_informs = push.notify_informs
+
+    def pause_after_storing(created, counters=None):
+        if created[0].recipient_id == alice.pk:
+            stored.set()
+            release.wait(20)
+        notify_informs(created, counters)
+
+    monkeypatch.setattr(push, "notify_informs", pause_after_storing)
+
+    def send(to, text):
+        try:
+            send_inform(to=to, verb="reply", text=text, actor=bob, topic="post:1", summary="replied")
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    first = threading.Thread(target=send, args=(alice, "first"))
+    first.start()
+    try:
+        assert stored.wait(10)
+        assert committed_texts() == ["first"]
+        second = threading.Thread(target=send, args=(carol, "second"))
+        second.start()
+        second.join(10)
+        assert not second.is_alive(), "the second sender waited for the first one's turn"
+    finally:
+        release.set()
+        first.join(10)
+    assert errors == []
+    assert committed_texts() == ["first", "second"]
+
+
 def test_everyone_stores_one_row_and_pushes_one_message(capture_pushes, make_user):
     alice, bob = make_user("alice"), make_user("bob")
     with capture_pushes() as pushes:

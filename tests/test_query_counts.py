@@ -274,3 +274,30 @@ def test_the_pages_of_many_syncs_are_one_query_and_each_is_that_persons_stream(m
         assert [(n.text, n.created, n.actors) for n in page] == [(n.text, n.created, n.actors) for n in expected]
     assert len(pages[1]) == 7 and not any(n.recipient_id is None for n in pages[1])  # bob: site updates off
     assert [n.text for n in pages[3]] == ["for everyone"] and pages[4] == []
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements are PostgreSQL's")
+def test_send_inform_prepares_its_statements_once_per_connection(make_user):
+    """PostgreSQL planned send_inform's statements on every call, which took it longer
+    than running them: they are prepared once per connection, and replies and follows to
+    different people reuse them (no new statement per call)."""
+    people = [make_user(f"p{i}") for i in range(12)]
+    actor = make_user("actor")
+
+    def prepared() -> dict:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+            return dict(cursor.fetchall())
+
+    for i, person in enumerate(people[:6]):
+        send_inform(to=person, actor=actor, verb="reply", text="r", topic=f"post:{i % 2}", summary="replied")
+        send_inform(to=person, actor=actor, verb="follow", text="f", summary="followed you")
+    before = prepared()
+    assert any(s.startswith("UPDATE inform_informstate") for s in before)
+    assert any(s.startswith("INSERT INTO inform_notification") for s in before)
+    for i, person in enumerate(people[6:]):
+        send_inform(to=person, actor=actor, verb="reply", text="r", topic=f"post:{i % 2}", summary="replied")
+        send_inform(to=person, actor=actor, verb="follow", text="f", summary="followed you")
+    after = prepared()
+    assert after.keys() == before.keys(), "no new statement for more of the same calls"
+    assert all(after[s] > before[s] for s in before if "inform_" in s), "each one ran again, as prepared"

@@ -111,3 +111,46 @@ async def test_many_pushes_at_once_reach_every_group_in_order_over_both_servers(
         assert by_group == {g: [0, 1, 2] for g in groups}
     finally:
         await layer.flush()
+
+
+def test_pushes_from_a_sync_thread_reach_every_group_in_order_over_both_servers(two_redis):
+    """group_send_many_blocking (sync code outside an event loop publishes from its own
+    thread with redis-py's sync client): 40 groups over two servers, three messages
+    each, from two threads at once; a subscriber gets all of them, each group's in order,
+    with channels-redis's own serializer."""
+    import threading
+
+    from realtime.layers import ShardedPubSubChannelLayer
+
+    a, b = two_redis
+    layer = ShardedPubSubChannelLayer(hosts=[a.url, b.url], prefix=f"sync{os.getpid()}")
+    groups = [f"user.{i}" for i in range(40)]
+
+    async def receive_all(subscribed: threading.Event) -> list:
+        channel = await layer.new_channel("hub.")
+        await layer._get_layer().group_add_many(groups, channel)
+        subscribed.set()
+        try:
+            return [await asyncio.wait_for(layer.receive(channel), 5) for _ in range(len(groups) * 3)]
+        finally:
+            await layer.flush()
+
+    def send(half: list[str]) -> None:
+        for n in range(3):
+            assert layer.group_send_many_blocking([(g, {"type": "x", "group": g, "n": n}) for g in half])
+
+    subscribed, got = threading.Event(), []
+    receiver = threading.Thread(target=lambda: got.extend(asyncio.run(receive_all(subscribed))))
+    receiver.start()
+    assert subscribed.wait(10)
+    senders = [threading.Thread(target=send, args=(groups[i::2],)) for i in range(2)]
+    for t in senders:
+        t.start()
+    for t in senders + [receiver]:
+        t.join(15)
+    on = {layer._sync_publisher()[1](f"sync{os.getpid()}__group__{g}") for g in groups}
+    assert on == {0, 1}, "the groups spread over both servers"
+    by_group: dict = {}
+    for message in got:
+        by_group.setdefault(message["group"], []).append(message["n"])
+    assert by_group == {g: [0, 1, 2] for g in groups}
