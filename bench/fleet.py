@@ -6,7 +6,7 @@ progress, JSON and a PNG.
 2. connect    N signed-in sockets, spread round-robin over the P processes; memory
 3. broadcast  B site updates one at a time: push → receipt over all N, spread first→last;
               a burst for deliveries/s; Redis and PostgreSQL CPU per 1,000 deliveries
-4. personal   send_inform(to=random user) at --rate/s for --seconds: commit → receipt
+4. personal   send_inform(to=random user) at --rate/s for --seconds: stored → receipt
 5. storm      every socket dropped at once (RST) and back: clients reconnect with jitter,
               sync, and obey "retry after" (close 4503) when a process sheds load;
               time until all are synced again, database transactions/s, the most
@@ -283,7 +283,7 @@ def chart(result: dict, latencies: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for ax, key, title in ((axes[0], "broadcast", "site-wide broadcast: push → receipt"),
-                           (axes[1], "personal", "personal pushes: commit → receipt")):
+                           (axes[1], "personal", "personal pushes: stored → receipt")):
         for name, lat in latencies.get(key, {}).items():
             if lat:
                 xs = sorted(x * 1000 for x in lat)
