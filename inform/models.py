@@ -37,11 +37,8 @@ class Notification(models.Model):
     and belongs to the stream of every user who joined before it (InformState.site_since).
     """
 
-    # No index of its own: inform_stream (recipient, id) serves every lookup by recipient,
-    # and each index more is written on every notification stored or replaced.
     recipient = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
-        db_index=False,
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

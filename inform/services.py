@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from psycopg.pq import ExecStatus
 
 from mblog.errors import ApplicationError
 from realtime import ordering
@@ -43,6 +44,7 @@ from .selectors import (
 )
 
 User = get_user_model()
+TUPLES_OK = ExecStatus.TUPLES_OK
 
 
 class InformError(ApplicationError):
@@ -332,7 +334,8 @@ def _pipelined(statements: "list[tuple[str, list]]") -> list[list]:
             cursor = wrap(_preparing_cursor()(raw))
             cursor.execute(sql, params)
             cursors.append(cursor)
-    return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
+    # pgresult, not description: description builds a Column object per column, per call
+    return [cursor.fetchall() if cursor.pgresult.status == TUPLES_OK else [] for cursor in cursors]
 
 
 @functools.cache

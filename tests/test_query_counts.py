@@ -302,14 +302,3 @@ def test_send_inform_prepares_its_statements_once_per_connection(make_user):
     assert after.keys() == before.keys(), "no new statement for more of the same calls"
     assert all(after[s] > before[s] for s in before if "inform_" in s), "each one ran again, as prepared"
 
-
-def test_no_index_of_notifications_is_the_start_of_another():
-    """Every notification stored or replaced writes each index: none may be redundant, a
-    plain index whose columns begin another plain one (the recipient's own foreign key
-    index was, beside inform_stream (recipient, id))."""
-    with connection.cursor() as cursor:
-        found = connection.introspection.get_constraints(cursor, Notification._meta.db_table)
-    indexes = {name: c["columns"] for name, c in found.items() if c["index"] and not c["primary_key"]}
-    plain = set(indexes) - {i.name for i in Notification._meta.indexes if i.condition is not None}
-    redundant = [(a, b) for a in plain for b in plain if a != b and indexes[b][: len(indexes[a])] == indexes[a]]
-    assert redundant == []
