@@ -14,6 +14,7 @@ from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from psycopg.pq import ExecStatus
+from psycopg.types.numeric import Int8
 
 from mblog.errors import ApplicationError
 from realtime import ordering
@@ -332,7 +333,9 @@ def _pipelined(statements: "list[tuple[str, list]]") -> list[list]:
     with connection.wrap_database_errors, raw.pipeline():
         for sql, params in statements:
             cursor = wrap(_preparing_cursor()(raw))
-            cursor.execute(sql, params)
+            # Every int as int8: psycopg types an int by its size, and a prepared statement
+            # by its parameters' types, so a person with a larger id would prepare it again.
+            cursor.execute(sql, [Int8(p) if type(p) is int else p for p in params])
             cursors.append(cursor)
     # pgresult, not description: description builds a Column object per column, per call
     return [cursor.fetchall() if cursor.pgresult.status == TUPLES_OK else [] for cursor in cursors]

@@ -206,12 +206,15 @@ class ShardedPubSubChannelLayer(RedisPubSubChannelLayer):
 
 
 def _sync_client(host: dict) -> redis.Redis:
-    """redis-py's sync client for a channels-redis host entry (its options, its retry
-    policy as the sync kind). A blocking pool: a burst of threads waits for a connection
-    instead of failing with "too many connections"."""
+    """redis-py's sync client for a channels-redis host entry: its options, and its retry
+    policy as the sync kind, for connections that Redis closed (it restarted) only: a
+    Redis that stopped answering costs one socket timeout, not one per retry. A blocking
+    pool: a burst of threads waits (a socket timeout at most) for a connection instead
+    of failing with "too many connections"."""
     options = dict(host)
     address = options.pop("address")
     retry = options.get("retry")
     if isinstance(retry, AsyncRetry):
-        options["retry"] = Retry(retry._backoff, retry.get_retries(), tuple(retry._supported_errors))
-    return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(address, **options))
+        options["retry"] = Retry(retry._backoff, retry.get_retries(), (redis.ConnectionError,))
+    timeout = options.get("socket_timeout") or 5.0
+    return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(address, timeout=timeout, **options))

@@ -31,4 +31,5 @@ def turn_sql(stream: str, key: int = 0) -> tuple[str, list] | None:
     if connection.vendor != "postgresql":
         return None
     namespace = zlib.crc32(stream.encode()) - 2**31  # PostgreSQL's int4 range
-    return "SELECT pg_advisory_xact_lock(%s, %s)", [namespace, int(key) % 2**31]
+    # the (int4, int4) form: a caller may send its parameters as int8
+    return "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", [namespace, int(key) % 2**31]

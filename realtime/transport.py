@@ -100,8 +100,11 @@ def _send_now(sends: "list[tuple[str, dict]]") -> None:
 def _blocking(sends: "list[tuple[str, dict]]") -> bool:
     """Publish from this thread if the layer can (realtime.layers): True if it did."""
     layer = get_channel_layer()
-    send = getattr(layer, "group_send_many_blocking", None)
-    return send is not None and send(_messages(sends))
+    # On the class: channels-redis's own layer answers unknown attributes from its
+    # per-loop layer, which needs a running loop.
+    if not hasattr(type(layer), "group_send_many_blocking"):
+        return False
+    return layer.group_send_many_blocking(_messages(sends))
 
 
 def _server_loop() -> "asyncio.AbstractEventLoop | None":

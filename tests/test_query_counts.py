@@ -302,3 +302,23 @@ def test_send_inform_prepares_its_statements_once_per_connection(make_user):
     assert after.keys() == before.keys(), "no new statement for more of the same calls"
     assert all(after[s] > before[s] for s in before if "inform_" in s), "each one ran again, as prepared"
 
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements are PostgreSQL's")
+def test_people_with_large_ids_reuse_the_prepared_statements(make_user):
+    """psycopg types an int parameter by its size (int2, int4, int8) and keys a prepared
+    statement on the types: a person with an id above 32767 must not prepare every
+    statement again."""
+    actor = make_user("actor")
+    low, low2, high = make_user("low", id=100), make_user("low2", id=101), make_user("high", id=40000)
+
+    def prepared() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%inform_%"])
+            return cursor.fetchone()[0]
+
+    send_inform(to=low, actor=actor, verb="reply", text="r", topic="post:1", summary="replied")
+    before = prepared()
+    send_inform(to=low2, actor=actor, verb="reply", text="r", topic="post:1", summary="replied")
+    send_inform(to=high, actor=actor, verb="reply", text="r", topic="post:1", summary="replied")
+    assert prepared() == before
