@@ -1,3 +1,5 @@
+import gc
+
 from django.apps import AppConfig
 
 
@@ -7,3 +9,11 @@ class MblogConfig(AppConfig):
 
     def ready(self) -> None:
         from . import signals  # noqa: F401  (connects the receivers)
+
+        # What Django loaded lives as long as the process: out of the collector's way.
+        # Every process that stores and pushes notifications allocates thousands of
+        # objects per event, and a full collection walked the whole loaded project each
+        # time: 100 ms pauses every dozen replies in a benchmark sender
+        # (docs/performance.md). Objects made later are collected as usual.
+        gc.collect()
+        gc.freeze()

@@ -74,3 +74,17 @@ def test_pushes_are_made_by_services_only():
         if path.name not in ("services.py", "push.py") and PUSH_CALL.search(path.read_text())
     ]
     assert offenders == []
+
+
+
+def test_what_django_loaded_is_out_of_the_garbage_collectors_way():
+    """Every process that sends notifications allocates thousands of objects per event;
+    full collections must not walk the whole loaded project each time (mblog.apps). A
+    process that has just set Django up has (nearly) nothing left for them to walk."""
+    import subprocess
+    import sys
+
+    code = "import django, gc; django.setup(); print(gc.get_freeze_count(), len(gc.get_objects()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    frozen, tracked = map(int, out.stdout.split())
+    assert frozen > 10 * tracked, (frozen, tracked)
