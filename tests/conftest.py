@@ -395,10 +395,12 @@ def live_url(django_db_setup, django_db_blocker):
 
 
 def sockets_down(page) -> None:
-    """With context.set_offline(True): Playwright's offline mode does not cover WebSockets
+    """For a page that goes offline: Playwright's offline mode does not cover WebSockets
     (microsoft/playwright#4910), so a page could reconnect at once. Until sockets_up(),
     each socket the page opens closes as one does with the network down (1006), counted
-    in window.failedSockets."""
+    in window.failedSockets. Close the page's open socket and see it closed before
+    context.set_offline(True): in one CI run, a socket closed just after the context
+    went offline left the chat page "live" for the whole 15 s wait."""
     page.evaluate("""() => {
         window.realWebSocket = window.WebSocket;
         window.failedSockets = 0;

@@ -336,10 +336,10 @@ def test_chat_queues_messages_while_offline_and_sends_them_on_reconnect(live_url
     banner = a.locator("#chat-offline")
     expect(banner).to_be_hidden()
 
-    a_ctx.set_offline(True)
     sockets_down(a)
     a.evaluate("window.mblogChat.socket.close()")
     expect(banner).to_be_visible()
+    a_ctx.set_offline(True)
     expect(a.locator("#chat-presence")).to_have_class(re.compile(r"\bstale\b"))
 
     # Enter while offline: no failed page load, the message waits in the log.
@@ -371,10 +371,10 @@ def test_a_clear_banner_while_the_live_connection_is_down(live_url, people):
     page = open_page(ctx, live_url + "/")
     banner = page.locator("#offline-banner")
     expect(banner).to_be_hidden()
-    ctx.set_offline(True)
     sockets_down(page)
     page.evaluate("window.mblogInform.socket.close()")
     expect(banner).to_be_visible()
+    ctx.set_offline(True)
     expect(banner).to_contain_text("You're offline")
     expect(banner.get_by_role("button", name="Retry now")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]

@@ -68,10 +68,10 @@ def test_two_people_chat_live_and_markup_stays_inert(browser, live_url, login, m
         assert Message.objects.count() == 4
 
         # A network blip: alice misses three messages and gets each exactly once on reconnect.
-        alice_ctx.set_offline(True)
         sockets_down(a)
         a.evaluate("window.mblogChat.socket.close()")
         expect(a.locator("#chat-status")).to_have_text("offline")
+        alice_ctx.set_offline(True)
         for i in range(3):
             say(b, f"while you were away {i}")
         expect(b.locator("#chat-log .chat-msg")).to_have_count(7)
