@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from inform import selectors, services
 from inform.context_processors import badge
-from inform.models import InformState, Notification, SiteUpdateRead
+from inform.models import InformState, Notification, PersonMute, SiteUpdateRead, TopicPreference
 from inform.services import notifications_mark_read, preferences_save, send_inform
 
 pytestmark = pytest.mark.django_db
@@ -322,3 +322,31 @@ def test_people_with_large_ids_reuse_the_prepared_statements(make_user):
     send_inform(to=low2, actor=actor, verb="reply", text="r", topic="post:1", summary="replied")
     send_inform(to=high, actor=actor, verb="reply", text="r", topic="post:1", summary="replied")
     assert prepared() == before
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="reads PostgreSQL's plans")
+def test_mutes_are_checked_per_person_not_by_reading_everyone_who_muted(pair, django_user_model):
+    """send_inform's statements are prepared (generic plans): a reply's check of the
+    actor's and the topic's mutes must probe the recipients' own rows, not read every
+    person who muted that actor or topic (it did: a hashed subplan over all of them, per
+    call, growing with the site)."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    alice, bob = pair
+    people = django_user_model.objects.bulk_create([django_user_model(username=f"m{i}") for i in range(1_000)])
+    PersonMute.objects.bulk_create([PersonMute(user=p, muted=bob) for p in people])
+    TopicPreference.objects.bulk_create([TopicPreference(user=p, topic="post:9", watch=False) for p in people])
+    sql, params = selectors.recipients_query(
+        [alice.pk], kind="reply", actor_id=bob.pk, topic="post:9", group=("reply:post:9", "reply:post:9"))
+    with connection.cursor() as cursor:
+        for table in ("mblog_user", "inform_informstate", "inform_notification", "inform_personmute",
+                      "inform_topicpreference"):
+            cursor.execute(f"ANALYZE {table}")
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        bound = ServerBindingCursor(connection.connection)
+        bound.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in bound.fetchall())
+    lines = [line.strip() for line in plan.splitlines()]
+    for scan in (" on inform_personmute m ", " on inform_topicpreference t "):
+        (at,) = [i for i, line in enumerate(lines) if scan in line]
+        assert lines[at].startswith("->  Index") and "(user_id = u.id)" in lines[at + 1], plan
