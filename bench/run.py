@@ -51,6 +51,8 @@ ACTORS = 4  # who replies and follows in the personal and watchers phases
 TEXT_PREFIX = "bench-"
 PERSONAL_TOPICS = 5  # personal replies are about post:<TOPIC_BASE + k % PERSONAL_TOPICS>
 TOPIC_BASE = 900_000_000
+HISTORY_PREFIX = "bench_history"
+HISTORY_PEOPLE, HISTORY_ROWS = 1_000, 100_000  # what the site held before the run: seed_history
 
 
 def log(msg: str) -> None:
@@ -316,7 +318,37 @@ def _prepare_rows(n_users: int) -> list:
                                 expire_date=expire))
     Session.objects.bulk_create(sessions, batch_size=1000)
     prepare_preferences(users)
+    seed_history()
     return [(u, f"sessionid={s.session_key}") for u, s in zip(users, sessions, strict=True)]
+
+
+def seed_history() -> None:
+    """A site that has been running: HISTORY_ROWS read notifications of HISTORY_PEOPLE
+    other people (made once, kept across runs), then ANALYZE, as autovacuum keeps a live
+    site's statistics. Without them the planner saw the notifications table as the 20
+    rows a run starts with and planned seq scans that it kept while the table grew: the
+    personal phase's rate swung between runs with PostgreSQL's CPU."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from inform.models import Notification
+
+    User = get_user_model()
+    names = [f"{HISTORY_PREFIX}{i:04d}" for i in range(HISTORY_PEOPLE)]
+    have = set(User.objects.filter(username__in=names).values_list("username", flat=True))
+    User.objects.bulk_create([User(username=n) for n in names if n not in have], batch_size=1000)
+    ids = list(User.objects.filter(username__in=names).values_list("pk", flat=True))
+    missing = HISTORY_ROWS - Notification.objects.filter(recipient__in=ids).count()
+    with connection.cursor() as cursor:
+        if missing > 0:
+            log(f"seeding {missing} read notifications of {len(ids)} other people")
+            cursor.execute(
+                'INSERT INTO inform_notification (recipient_id, verb, text, url, topic, "group", count, actors, '
+                "created, read_at) SELECT (%s::bigint[])[1 + g %% %s], 'mention', 'history ' || g, '', '', '', 1, "
+                "'[]', now() - interval '30 days', now() - interval '29 days' FROM generate_series(1, %s) g",
+                [ids, len(ids), missing])
+        cursor.execute("ANALYZE inform_notification, inform_informstate, mblog_user, inform_personmute, "
+                       "inform_topicpreference")
 
 
 def bench_actors() -> list:
