@@ -85,8 +85,9 @@ def _send_now(sends: "list[tuple[str, dict]]") -> None:
             pass  # a sync caller of the Redis layer: published from this thread
         else:
             # Any other sync caller (management command, worker, script, or a thread with
-            # its own running loop): one long-lived sender loop per process, so the layer
-            # keeps its Redis connection instead of opening one per push.
+            # its own running loop) of a layer that cannot publish from this thread: one
+            # long-lived sender loop per process, so the layer keeps its Redis connection
+            # instead of opening one per push.
             future = asyncio.run_coroutine_threadsafe(agroup_send_many(sends), _sender_loop())
             try:
                 future.result(timeout=_SEND_TIMEOUT)
