@@ -108,10 +108,11 @@ def counters_of(user_ids: Iterable[int]) -> dict[int, Counters]:
     return result
 
 
-def counters_queries(user_ids: Iterable[int]) -> list[tuple[str, list]]:
-    """The statements of counters_of (sql, params); counters_from_rows reads their rows."""
+def counters_queries(user_ids: Iterable[int], extra_columns: str = "") -> list[tuple[str, list]]:
+    """The statements of counters_of (sql, params), one per UNREAD_COUNTS_BATCH users;
+    counters_from_rows reads their rows (without extra_columns)."""
     ids = [int(i) for i in user_ids]
-    return [(_counters_sql(len(ids[i : i + UNREAD_COUNTS_BATCH])), ids[i : i + UNREAD_COUNTS_BATCH])
+    return [(_counters_sql(len(ids[i : i + UNREAD_COUNTS_BATCH]), extra_columns), ids[i : i + UNREAD_COUNTS_BATCH])
             for i in range(0, len(ids), UNREAD_COUNTS_BATCH)]
 
 
@@ -159,12 +160,10 @@ def sync_states(user_ids: Iterable[int]) -> dict[int, SyncState]:
     """sync_state of these users, one query per UNREAD_COUNTS_BATCH of them; a user whose
     row is gone is left out."""
     off = f"COALESCE(st.site_update = '{Delivery.OFF.value}', FALSE)"
-    ids = list({int(i) for i in user_ids})
     result: dict[int, SyncState] = {}
-    for start in range(0, len(ids), UNREAD_COUNTS_BATCH):
-        batch = ids[start : start + UNREAD_COUNTS_BATCH]
-        with connection.cursor() as cursor:
-            cursor.execute(_counters_sql(len(batch), f", {off}"), batch)
+    with connection.cursor() as cursor:
+        for sql, params in counters_queries(set(user_ids), f", {off}"):
+            cursor.execute(sql, params)
             for uid, unread, unseen, version, upto, site_off in cursor.fetchall():
                 result[uid] = SyncState(upto, Counters(unread, unseen, (version, upto)), bool(site_off))
     return result
