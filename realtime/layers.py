@@ -35,6 +35,15 @@ def rendezvous(name: str, keys: "tuple[str, ...]") -> int:
     return max(range(len(keys)), key=lambda i: _weight(name, keys[i]))
 
 
+def shard_chooser(keys: "tuple[str, ...]"):
+    """name -> index of its server among `keys`. Publishing hashes the group name on every
+    send: recent answers are remembered (with more than one server; with one there is
+    nothing to hash)."""
+    if len(keys) == 1:
+        return lambda name: 0
+    return lru_cache(maxsize=65536)(lambda name: rendezvous(name, keys))
+
+
 def shard_key(host: dict) -> str:
     """What identifies a server: host:port, not its list position, nor its password or
     database number (pub/sub channels are server-wide)."""
@@ -48,11 +57,7 @@ class RendezvousLoopLayer(RedisPubSubLoopLayer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._last_only: frozenset = frozenset()
-        keys = tuple(shard_key(shard.host) for shard in self._shards)
-        # Publishing hashes the group name on every send: remember recent answers (with
-        # more than one server; with one there is nothing to hash).
-        self._shard_index = (lambda name: 0) if len(keys) == 1 else lru_cache(maxsize=65536)(
-            lambda name: rendezvous(name, keys))
+        self._shard_index = shard_chooser(tuple(shard_key(shard.host) for shard in self._shards))
 
     def _get_shard(self, channel_or_group_name):
         return self._shards[self._shard_index(channel_or_group_name)]
@@ -158,7 +163,7 @@ class ShardedPubSubChannelLayer(RedisPubSubChannelLayer):
     """RedisPubSubChannelLayer with rendezvous hashing over its hosts (one loop layer per
     event loop, as the original)."""
 
-    _publisher: "tuple[int, list[redis.Redis], object] | None" = None
+    _publisher: "tuple[int, list[redis.Redis] | None, object] | None" = None
     _publisher_lock = threading.Lock()
 
     def group_send_many_blocking(self, messages) -> bool:
@@ -168,10 +173,9 @@ class ShardedPubSubChannelLayer(RedisPubSubChannelLayer):
         thread cost the sender more CPU than the PUBLISH itself (docs/performance.md).
         False (nothing sent) for hosts given other than by address: the caller uses the
         loop instead."""
-        publisher = self._sync_publisher()
-        if publisher is None:
+        clients, shard_of = self._sync_publisher()
+        if clients is None:
             return False
-        clients, shard_of = publisher
         prefix = self._kwargs.get("prefix", "asgi")
         by_client = defaultdict(list)
         for group, message in messages:
@@ -189,11 +193,10 @@ class ShardedPubSubChannelLayer(RedisPubSubChannelLayer):
             if self._publisher is None or self._publisher[0] != os.getpid():
                 hosts = decode_hosts(self._kwargs.get("hosts"))
                 if not all("address" in host for host in hosts):
-                    return None
-                keys = tuple(shard_key(host) for host in hosts)
-                shard_of = (lambda name: 0) if len(keys) == 1 else lru_cache(maxsize=65536)(
-                    lambda name: rendezvous(name, keys))
-                self._publisher = (os.getpid(), [_sync_client(host) for host in hosts], shard_of)
+                    self._publisher = (os.getpid(), None, None)  # asked once per process
+                else:
+                    shard_of = shard_chooser(tuple(shard_key(host) for host in hosts))
+                    self._publisher = (os.getpid(), [_sync_client(host) for host in hosts], shard_of)
             return self._publisher[1:]
 
     def _get_layer(self):
