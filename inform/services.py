@@ -203,8 +203,7 @@ def _store(rows: list[Notification], replacing: list[int], commit: bool) -> tupl
         params = [f.get_db_prep_save(f.pre_save(row, True), connection) for row in part for f in fields]
         statements.append((f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING id", params))
     counters = counters_queries({r.recipient_id for r in rows})
-    commit = [("COMMIT", [])] if commit and connection.vendor == "postgresql" else []
-    done = _one_trip(statements + counters + commit)
+    done = _one_trip(statements + counters + ([("COMMIT", [])] if commit and connection.vendor == "postgresql" else []))
     for row, (row_id,) in zip(rows, [ids for i in inserts for ids in done[i]], strict=True):
         row.id = row_id
         row._state.adding, row._state.db = False, connection.alias
